@@ -1,0 +1,99 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Targets read like the architecture: a pure Core, a Store that owns every line of SQL,
+// a thin HTTP API, the Worker loop, and one `boxoffice` executable that only wires them.
+let package = Package(
+    name: "boxoffice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "boxoffice", targets: ["boxoffice"]),
+        .library(name: "BoxofficeCore", targets: ["BoxofficeCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        // Domain values and the allocator. Pure Swift: no I/O, no Postgres.
+        .target(name: "BoxofficeCore"),
+        // Every SQL statement, the migrations runner and the connection configuration.
+        .target(
+            name: "BoxofficeStore",
+            dependencies: [
+                "BoxofficeCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Hummingbird 2 routes: intake (group commit), status (long-poll), events, health.
+        .target(
+            name: "BoxofficeAPI",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The claim → allocate → settle loop.
+        .target(
+            name: "BoxofficeWorker",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // What demo, bench and the integration tests share: worker processes and the HTTP sale generator.
+        .target(
+            name: "BoxofficeHarness",
+            dependencies: [
+                "BoxofficeCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        // Starts a private PostgreSQL cluster from the installed binaries (tests, demo, bench).
+        .target(name: "EmbeddedPostgres"),
+        .executableTarget(
+            name: "boxoffice",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                "BoxofficeAPI",
+                "BoxofficeWorker",
+                "EmbeddedPostgres",
+                "BoxofficeHarness",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
+        .testTarget(
+            name: "BoxofficeIntegrationTests",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                "BoxofficeAPI",
+                "BoxofficeWorker",
+                "EmbeddedPostgres",
+                "BoxofficeHarness",
+                "boxoffice",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

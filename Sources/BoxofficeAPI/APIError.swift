@@ -1,0 +1,74 @@
+import Foundation
+import Hummingbird
+import Logging
+
+/// An error the API answers with: a status and a JSON body `{"error": code, "message": text}`.
+///
+/// Every failure leaves through this type, so clients always get a machine-readable code and a
+/// sentence that says what to do, never an empty 500.
+public struct APIError: HTTPResponseError, CustomStringConvertible {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    public var description: String { "\(status.code) \(code): \(message)" }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        let body = try JSONEncoder().encode(["error": code, "message": message])
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func invalid(_ message: String) -> APIError { APIError(.unprocessableContent, "invalid_request", message) }
+
+    /// The database did not answer: the client should retry, and nothing was promised.
+    static let databaseUnavailable = APIError(
+        .serviceUnavailable, "database_unavailable", "the database is not reachable right now; nothing was written, retry shortly",
+        headers: [.retryAfter: "1"])
+}
+
+/// Turns every error into an ``APIError`` response: Hummingbird's own (404, 413…) keep their status,
+/// anything else (the database failing) becomes a 503 with Retry-After, so no request ends in a bare 500.
+struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            throw APIError(error.status, Self.code(for: error.status), error.body ?? Self.message(for: error.status, path: request.uri.path))
+        } catch {
+            logger.warning("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
+            throw APIError.databaseUnavailable
+        }
+    }
+
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "not_found"
+        case .methodNotAllowed: "method_not_allowed"
+        case .contentTooLarge: "body_too_large"
+        case .badRequest: "bad_request"
+        default: status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
+        }
+    }
+
+    static func message(for status: HTTPResponse.Status, path: String) -> String {
+        switch status {
+        case .notFound: "no route matches \(path); see README.md for the API"
+        case .methodNotAllowed: "this method is not allowed on \(path)"
+        default: status.reasonPhrase
+        }
+    }
+}

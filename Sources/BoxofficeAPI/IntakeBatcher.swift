@@ -1,0 +1,130 @@
+import BoxofficeStore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Group commit for intake: concurrent requests wait here and are written by a few flushers, each
+/// taking everything queued so far (up to `batchSizeMax`) into one INSERT.
+///
+/// No timer is involved: while one flush is in flight the next group forms, so a quiet server writes
+/// each intent at once and a busy one writes hundreds per fsync. A request is answered only after
+/// the statement holding its row has committed.
+public final class IntakeBatcher: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Rows per INSERT at most.
+        public var batchSizeMax = 1_000
+        /// INSERTs in flight at once (each holds one pooled connection).
+        public var flushersMax = 4
+        /// Requests waiting for a flush at most; past it intake answers 503 instead of queueing in memory.
+        public var waitingMax = 20_000
+
+        public init() {}
+    }
+
+    struct Waiting {
+        let draft: IntentDraft
+        let continuation: CheckedContinuation<IntakeResult, any Error>
+    }
+
+    struct State {
+        var waiting: [Waiting] = []
+        var idleFlushers: [CheckedContinuation<Void, Never>] = []
+        var stopped = false
+    }
+
+    public enum BatcherError: Error, Equatable {
+        case overloaded
+        case stopped
+    }
+
+    let store: Store
+    let configuration: Configuration
+    let logger: Logger
+    let state = Mutex(State())
+
+    public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Queues `draft` for the next group and returns once it is committed (or the group failed).
+    public func submit(_ draft: IntentDraft) async throws -> IntakeResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let outcome: Result<CheckedContinuation<Void, Never>?, BatcherError> = state.withLock { state in
+                if state.stopped { return .failure(.stopped) }
+                if state.waiting.count >= configuration.waitingMax { return .failure(.overloaded) }
+                state.waiting.append(Waiting(draft: draft, continuation: continuation))
+                return .success(state.idleFlushers.popLast())
+            }
+            switch outcome {
+            case .failure(let error): continuation.resume(throwing: error)
+            case .success(let flusher): flusher?.resume()
+            }
+        }
+    }
+
+    public func run() async throws {
+        // Graceful shutdown comes after the HTTP server has drained its requests: the flushers write
+        // what is still waiting, then end. Cancellation (a hard stop) ends them at once.
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<configuration.flushersMax {
+                        group.addTask { await self.flushUntilStopped() }
+                    }
+                }
+            } onCancel: {
+                self.stop()
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+        // Whatever arrived after the flushers stopped is refused, never left hanging.
+        let stranded = state.withLock { state in
+            state.stopped = true
+            defer { state.waiting.removeAll() }
+            return state.waiting
+        }
+        for waiting in stranded { waiting.continuation.resume(throwing: BatcherError.stopped) }
+    }
+
+    func stop() {
+        let flushers = state.withLock { state in
+            state.stopped = true
+            defer { state.idleFlushers.removeAll() }
+            return state.idleFlushers
+        }
+        for flusher in flushers { flusher.resume() }
+    }
+
+    private func flushUntilStopped() async {
+        while true {
+            let (group, stopped): ([Waiting], Bool) = state.withLock { state in
+                let count = min(state.waiting.count, configuration.batchSizeMax)
+                let group = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                return (group, state.stopped)
+            }
+            if group.isEmpty {
+                if stopped { return }
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state in
+                        if state.stopped || !state.waiting.isEmpty { return true }
+                        state.idleFlushers.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+                continue
+            }
+            do {
+                let results = try await store.enqueue(group.map(\.draft))
+                for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
+            } catch {
+                logger.warning("intake group failed", metadata: ["intents": "\(group.count)", "error": "\(String(reflecting: error))"])
+                for waiting in group { waiting.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}

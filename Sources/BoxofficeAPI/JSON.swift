@@ -1,0 +1,107 @@
+import Foundation
+import Hummingbird
+
+/// Any JSON value, decoded without a schema so the API can name the exact field that is wrong.
+enum JSONValue: Decodable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// A JSON object body with typed accessors that fail with 422 and the field's name.
+struct JSONObject {
+    let fields: [String: JSONValue]
+
+    /// Collects the body (bounded), parses it, and insists on an object with only `allowed` keys.
+    static func read(_ request: Request, bodyBytesMax: Int, allowed: Set<String>) async throws -> JSONObject {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: bodyBytesMax)
+        } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(bodyBytesMax) bytes")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "malformed_json", "the request body is not valid JSON")
+        }
+        guard case .object(let fields) = value else {
+            throw APIError(.badRequest, "malformed_json", "the request body must be a JSON object, got \(value.typeName)")
+        }
+        let unknown = Set(fields.keys).subtracting(allowed)
+        guard unknown.isEmpty else {
+            throw APIError.invalid("unknown field(s) \(unknown.sorted().joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+        return JSONObject(fields: fields)
+    }
+
+    func has(_ key: String) -> Bool { fields[key].map { $0 != .null } ?? false }
+
+    func string(_ key: String, lengthMax: Int, required: Bool = true) throws -> String? {
+        guard let value = fields[key], value != .null else {
+            if required { throw APIError.invalid("\(key) is required") }
+            return nil
+        }
+        guard case .string(let text) = value else { throw APIError.invalid("\(key) must be a string, got \(value.typeName)") }
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.count <= lengthMax, trimmed.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F }) else {
+            throw APIError.invalid("\(key) must be 1 to \(lengthMax) printable characters")
+        }
+        return trimmed
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int>, required: Bool = true) throws -> Int? {
+        guard let value = fields[key], value != .null else {
+            if required { throw APIError.invalid("\(key) is required") }
+            return nil
+        }
+        guard case .number(let number) = value, number.rounded() == number, number >= Double(Int.min), number <= Double(Int.max) else {
+            throw APIError.invalid("\(key) must be an integer, got \(value.typeName)")
+        }
+        guard range.contains(Int(number)) else {
+            throw APIError.invalid("\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(Int(number))")
+        }
+        return Int(number)
+    }
+
+    func array(_ key: String, countMax: Int) throws -> [JSONValue]? {
+        guard let value = fields[key], value != .null else { return nil }
+        guard case .array(let items) = value else { throw APIError.invalid("\(key) must be an array, got \(value.typeName)") }
+        guard !items.isEmpty, items.count <= countMax else { throw APIError.invalid("\(key) must hold 1 to \(countMax) items") }
+        return items
+    }
+}
+
+/// Encodes `value` as a JSON response.
+func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+    var headers = headers
+    headers[.contentType] = "application/json; charset=utf-8"
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}

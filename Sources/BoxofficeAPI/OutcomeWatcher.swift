@@ -1,0 +1,134 @@
+import BoxofficeCore
+import BoxofficeStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Wakes long-polling status requests when their intent is decided.
+///
+/// Workers NOTIFY the event id after each settle; the watcher then asks the database, in one query,
+/// which of the intents waited on for that event are decided, and wakes only those. A periodic poll
+/// covers missed notifications and connections where LISTEN is impossible (PgBouncer in transaction mode).
+public final class OutcomeWatcher: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Long-polls held at once; past it a request answers at once with its current status.
+        public var waitersMax = 10_000
+        /// How often every waited-on intent is re-checked regardless of notifications.
+        public var pollInterval: Duration = .milliseconds(500)
+        /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
+        public var listen = true
+        /// Ids per lookup query.
+        public var lookupBatchMax = 5_000
+
+        public init() {}
+    }
+
+    struct State {
+        var waiters: [UUID: [Int: Doorbell]] = [:]
+        var intentsByEvent: [EventID: Set<UUID>] = [:]
+        var dirtyEvents: Set<EventID> = []
+        var nextToken = 0
+        var count = 0
+    }
+
+    let store: Store
+    let configuration: Configuration
+    let logger: Logger
+    let state = Mutex(State())
+    /// Rung when an event with waiters has new outcomes.
+    let doorbell = Doorbell()
+
+    public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Waits until `id` is decided or `timeout` passes. `recheck` runs once after registering, so an
+    /// outcome written just before cannot be missed. Returns at once when too many requests wait.
+    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> Bool) async {
+        let bell = Doorbell()
+        let token: Int? = state.withLock { state in
+            guard state.count < configuration.waitersMax else { return nil }
+            state.nextToken += 1
+            state.count += 1
+            state.waiters[id, default: [:]][state.nextToken] = bell
+            state.intentsByEvent[event, default: []].insert(id)
+            return state.nextToken
+        }
+        guard let token else { return }
+        defer {
+            state.withLock { state in
+                state.count -= 1
+                state.waiters[id]?[token] = nil
+                if state.waiters[id]?.isEmpty == true {
+                    state.waiters[id] = nil
+                    state.intentsByEvent[event]?.remove(id)
+                    if state.intentsByEvent[event]?.isEmpty == true { state.intentsByEvent[event] = nil }
+                }
+            }
+        }
+        if await recheck() { return }
+        await bell.wait(timeout: timeout)
+    }
+
+    /// Marks `event` as having new outcomes.
+    func eventSettled(_ event: EventID) {
+        let waited = state.withLock { state in
+            guard state.intentsByEvent[event] != nil else { return false }
+            state.dirtyEvents.insert(event)
+            return true
+        }
+        if waited { doorbell.ring() }
+    }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            if configuration.listen {
+                group.addTask { await self.listenForSettles() }
+            }
+            group.addTask { await self.checkUntilCancelled() }
+            // Long-polls are short-lived; on shutdown stop waking and let the HTTP server drain them.
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    private func listenForSettles() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await store.listen(on: Store.outcomesChannel) { payload in
+                    if let event = EventID(payload) { self.eventSettled(event) }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.info("outcome LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+
+    private func checkUntilCancelled() async {
+        var lastFullCheck = ContinuousClock.now
+        while !Task.isCancelled {
+            // Wake on a settle notification, or at the poll interval.
+            await doorbell.wait(timeout: configuration.pollInterval)
+            let full = ContinuousClock.now - lastFullCheck >= configuration.pollInterval
+            if full { lastFullCheck = .now }
+            let ids: [UUID] = state.withLock { state in
+                defer { state.dirtyEvents.removeAll() }
+                if full { return Array(state.waiters.keys) }
+                return state.dirtyEvents.flatMap { state.intentsByEvent[$0] ?? [] }
+            }
+            for start in stride(from: 0, to: ids.count, by: configuration.lookupBatchMax) {
+                let chunk = Array(ids[start..<min(start + configuration.lookupBatchMax, ids.count)])
+                guard let decided = try? await store.decided(among: chunk) else { break }
+                let bells = state.withLock { state in decided.flatMap { state.waiters[$0].map { Array($0.values) } ?? [] } }
+                for bell in bells { bell.ring() }
+            }
+        }
+    }
+}

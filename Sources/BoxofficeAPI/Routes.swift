@@ -1,0 +1,286 @@
+import BoxofficeCore
+import BoxofficeStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Limits and behaviour of the HTTP API; every bound has a name and a default here.
+public struct APIConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Largest request body accepted (413 above).
+    public var bodyBytesMax = 16 * 1024
+    /// Most tickets one intent may ask for.
+    public var quantityMax = 10
+    /// Longest `?wait=` a status request may hold.
+    public var longPollSecondsMax = 30
+    public var customerLengthMax = 128
+    public var idempotencyKeyLengthMax = 255
+    public var eventNameLengthMax = 200
+    public var sectionsMax = 100
+    public var batcher = IntakeBatcher.Configuration()
+    public var watcher = OutcomeWatcher.Configuration()
+
+    public init() {}
+}
+
+struct EventBody: Encodable {
+    struct Section: Encodable {
+        let name: String
+        let rows: Int
+        let seatsPerRow: Int
+        enum CodingKeys: String, CodingKey { case name, rows, seatsPerRow = "seats_per_row" }
+    }
+
+    let id: EventID
+    let name: String
+    let kind: String
+    let capacity: Int
+    let sold: Int
+    let available: Int
+    let pending: Int
+    let sections: [Section]?
+
+    init(_ summary: EventSummary) {
+        id = summary.id
+        name = summary.name
+        capacity = summary.capacity
+        sold = summary.sold
+        available = summary.available
+        pending = summary.pending
+        switch summary.layout {
+        case .generalAdmission:
+            kind = "general_admission"
+            sections = nil
+        case .seatMap(let layout):
+            kind = "seat_map"
+            sections = layout.map { Section(name: $0.name, rows: $0.rows, seatsPerRow: $0.seatsPerRow) }
+        }
+    }
+}
+
+struct AcceptedBody: Encodable {
+    let id: UUID
+    let status = "pending"
+    let statusURL: String
+    enum CodingKeys: String, CodingKey { case id, status, statusURL = "status_url" }
+}
+
+struct StatusBody: Encodable {
+    let id: UUID
+    let eventID: EventID
+    let status: String
+    let quantity: Int
+    let seats: [String]
+    let reason: String?
+    let queuePosition: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case id, status, quantity, seats, reason
+        case eventID = "event_id"
+        case queuePosition = "queue_position"
+    }
+
+    init(_ status: IntentStatus) {
+        id = status.publicID
+        eventID = status.eventID
+        quantity = status.quantity
+        switch status.state {
+        case .pending(let ahead):
+            self.status = "pending"; seats = []; reason = nil; queuePosition = ahead + 1
+        case .decided(.confirmed(_, let labels)):
+            self.status = "confirmed"; seats = labels.map(\.description); reason = nil; queuePosition = nil
+        case .decided(.rejected(let why)):
+            self.status = "rejected"; seats = []; reason = why.rawValue; queuePosition = nil
+        }
+    }
+}
+
+/// The routes: validation and translation only; the Store does the work.
+struct Routes: Sendable {
+    let store: Store
+    let batcher: IntakeBatcher
+    let watcher: OutcomeWatcher
+    let configuration: APIConfiguration
+    let logger: Logger
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/health") { _, _ in try jsonResponse(["status": "ok"]) }
+        router.get("/ready") { _, _ in try await ready() }
+        router.post("/events") { request, _ in try await createEvent(request) }
+        router.get("/events/:event") { _, context in try await event(context) }
+        router.post("/events/:event/intents") { request, context in try await enqueue(request, context) }
+        router.get("/intents/:intent") { request, context in try await status(request, context) }
+    }
+
+    func ready() async throws -> Response {
+        guard await store.isReachable() else { throw APIError.databaseUnavailable }
+        return try jsonResponse(["status": "ready"])
+    }
+
+    func createEvent(_ request: Request) async throws -> Response {
+        let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: ["name", "capacity", "sections"])
+        let name = try body.string("name", lengthMax: configuration.eventNameLengthMax)!
+        let layout: EventLayout
+        switch (body.has("capacity"), body.has("sections")) {
+        case (true, false):
+            layout = .generalAdmission(capacity: try body.integer("capacity", in: 1...EventLayout.capacityMax)!)
+        case (false, true):
+            var sections: [SectionLayout] = []
+            for item in try body.array("sections", countMax: configuration.sectionsMax) ?? [] {
+                guard case .object(let fields) = item else { throw APIError.invalid("each of sections must be an object") }
+                let unknown = Set(fields.keys).subtracting(["name", "rows", "seats_per_row"])
+                guard unknown.isEmpty else { throw APIError.invalid("unknown field(s) in a section: \(unknown.sorted().joined(separator: ", "))") }
+                let section = JSONObject(fields: fields)
+                let sectionName = try section.string("name", lengthMax: SectionLayout.nameLengthMax)!
+                guard SectionLayout.isValidName(sectionName) else {
+                    throw APIError.invalid("section name \(sectionName) must be 1 to \(SectionLayout.nameLengthMax) letters, digits or _")
+                }
+                guard !sections.contains(where: { $0.name == sectionName }) else { throw APIError.invalid("section \(sectionName) is listed twice") }
+                sections.append(SectionLayout(
+                    name: sectionName,
+                    rows: try section.integer("rows", in: 1...SectionLayout.rowsMax)!,
+                    seatsPerRow: try section.integer("seats_per_row", in: 1...SectionLayout.seatsPerRowMax)!))
+            }
+            layout = .seatMap(sections)
+            guard layout.capacity <= EventLayout.capacityMax else {
+                throw APIError.invalid("the seat map holds \(layout.capacity) seats; at most \(EventLayout.capacityMax) are allowed")
+            }
+        default:
+            throw APIError.invalid("give either capacity (general admission) or sections (a seat map), not both or neither")
+        }
+        let summary = try await store.createEvent(name: name, layout: layout)
+        return try jsonResponse(EventBody(summary), status: .created, headers: [.location: "/events/\(summary.id)"])
+    }
+
+    func eventID(_ context: BasicRequestContext) throws -> EventID {
+        let text = context.parameters.get("event") ?? ""
+        guard let id = EventID(text), id > 0 else { throw APIError(.badRequest, "invalid_id", "event id must be a positive integer, got \(text.prefix(40))") }
+        return id
+    }
+
+    func eventNotFound(_ id: EventID) -> APIError { APIError(.notFound, "event_not_found", "there is no event \(id)") }
+
+    func event(_ context: BasicRequestContext) async throws -> Response {
+        let id = try eventID(context)
+        guard let summary = try await store.eventSummary(id) else { throw eventNotFound(id) }
+        return try jsonResponse(EventBody(summary))
+    }
+
+    func enqueue(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let id = try eventID(context)
+        let key = try idempotencyKey(request)
+        let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: ["customer", "quantity", "section", "seats"])
+        guard let layout = try await store.layout(of: id) else { throw eventNotFound(id) }
+        let draft = IntentDraft(
+            eventID: id,
+            customer: try body.string("customer", lengthMax: configuration.customerLengthMax)!,
+            request: try purchaseRequest(body, layout: layout),
+            idempotencyKey: key)
+        let result: IntakeResult
+        do {
+            result = try await batcher.submit(draft)
+        } catch IntakeBatcher.BatcherError.overloaded {
+            throw APIError(.serviceUnavailable, "overloaded", "too many intents are waiting to be written; retry shortly", headers: [.retryAfter: "1"])
+        } catch IntakeBatcher.BatcherError.stopped {
+            throw APIError(.serviceUnavailable, "shutting_down", "this server is shutting down; retry on another", headers: [.retryAfter: "1"])
+        }
+        switch result {
+        case .accepted(let publicID), .replayed(let publicID):
+            var headers: HTTPFields = [.location: "/intents/\(publicID)"]
+            if case .replayed = result { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
+            return try jsonResponse(AcceptedBody(id: publicID, statusURL: "/intents/\(publicID)"), status: .accepted, headers: headers)
+        case .keyReused(let publicID):
+            throw APIError(.unprocessableContent, "idempotency_key_reused",
+                           "Idempotency-Key \(key ?? "") was already used for intent \(publicID) with a different request; use a new key")
+        }
+    }
+
+    func idempotencyKey(_ request: Request) throws -> String? {
+        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
+        // The IETF draft sends keys as structured-header strings ("…"); plain tokens are accepted too.
+        let trimmed = key.count >= 2 && key.hasPrefix("\"") && key.hasSuffix("\"") ? String(key.dropFirst().dropLast()) : key
+        guard !trimmed.isEmpty, trimmed.count <= configuration.idempotencyKeyLengthMax,
+              trimmed.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
+        else {
+            throw APIError(.badRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to \(configuration.idempotencyKeyLengthMax) visible ASCII characters")
+        }
+        return trimmed
+    }
+
+    func purchaseRequest(_ body: JSONObject, layout: EventLayout) throws -> PurchaseRequest {
+        let quantity = try body.integer("quantity", in: 1...configuration.quantityMax, required: !body.has("seats"))
+        if let items = try body.array("seats", countMax: configuration.quantityMax) {
+            guard case .seatMap(let sections) = layout else { throw APIError.invalid("this event is general admission: it has no seats to name") }
+            guard !body.has("section") else { throw APIError.invalid("give either section or seats, not both") }
+            var labels: [SeatLabel] = []
+            for item in items {
+                guard case .string(let text) = item, let label = SeatLabel(parsing: text) else {
+                    throw APIError.invalid("seats must be labels like A-3-17 (SECTION-ROW-SEAT)")
+                }
+                guard sections.contains(where: { $0.contains(label) }) else {
+                    throw APIError(.unprocessableContent, "unknown_seat", "seat \(label) does not exist in this event")
+                }
+                guard !labels.contains(label) else { throw APIError.invalid("seat \(label) is listed twice") }
+                labels.append(label)
+            }
+            if let quantity, quantity != labels.count {
+                throw APIError.invalid("quantity \(quantity) does not match the \(labels.count) seats named")
+            }
+            return .seats(labels)
+        }
+        guard let quantity else { throw APIError.invalid("quantity is required") }
+        if let section = try body.string("section", lengthMax: SectionLayout.nameLengthMax, required: false) {
+            guard case .seatMap(let sections) = layout else { throw APIError.invalid("this event is general admission: it has no sections") }
+            guard sections.contains(where: { $0.name == section }) else {
+                throw APIError(.unprocessableContent, "unknown_section", "section \(section) does not exist in this event")
+            }
+            return .inSection(section, quantity: quantity)
+        }
+        return .anywhere(quantity: quantity)
+    }
+
+    func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let text = context.parameters.get("intent") ?? ""
+        guard let id = UUID(uuidString: text) else {
+            throw APIError(.badRequest, "invalid_id", "intent id must be a UUID like 5f0c…-…, got \(text.prefix(40))")
+        }
+        var waitSeconds = 0
+        if let wait = request.uri.queryParameters.get("wait") {
+            guard let seconds = Int(wait), (0...configuration.longPollSecondsMax).contains(seconds) else {
+                throw APIError(.badRequest, "invalid_wait", "wait must be whole seconds from 0 to \(configuration.longPollSecondsMax)")
+            }
+            waitSeconds = seconds
+        }
+        guard var status = try await store.status(of: id) else {
+            throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
+        }
+        if case .pending = status.state, waitSeconds > 0 {
+            let store = self.store
+            await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
+                if case .decided = (try? await store.status(of: id))?.state { return true }
+                return false
+            }
+            status = try await store.status(of: id) ?? status
+        }
+        return try jsonResponse(StatusBody(status))
+    }
+}
+
+/// Builds the HTTP application with its services: the Store's pool first, then group commit and
+/// the long-poll watcher, so shutdown drains HTTP, then intake, then closes the pool.
+public func buildApplication(store: Store, configuration: APIConfiguration, logger: Logger,
+                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    let batcher = IntakeBatcher(store: store, configuration: configuration.batcher, logger: logger)
+    let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
+    let router = Router(context: BasicRequestContext.self)
+    router.middlewares.add(ErrorMappingMiddleware(logger: logger))
+    Routes(store: store, batcher: batcher, watcher: watcher, configuration: configuration, logger: logger).register(on: router)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "boxoffice"),
+        services: [StoreService(store: store), batcher, watcher],
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+        logger: logger)
+}

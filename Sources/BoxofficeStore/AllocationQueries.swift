@@ -1,0 +1,162 @@
+import BoxofficeCore
+import Foundation
+import NIOCore
+import PostgresNIO
+
+/// What one settled batch did: the worker logs it, the benchmark sums it.
+public struct BatchReport: Sendable, Equatable {
+    public let eventID: EventID
+    public let intents: Int
+    public let confirmed: Int
+    public let rejected: Int
+    /// Tickets sold by this batch (seats, or general-admission tickets).
+    public let ticketsSold: Int
+}
+
+extension Store {
+    /// Claims and settles one batch in one transaction; nil when no event has claimable work.
+    ///
+    /// Cost of one batch, whatever its size: BEGIN, pick the event and lock its allocation right,
+    /// claim up to `batchSizeMax` intents, (seat maps: load rows with free seats), one set-based settle
+    /// statement, COMMIT: 5–6 round trips and one WAL flush. `allocate` runs in between, with no I/O.
+    public func allocateNextBatch(
+        batchSizeMax: Int,
+        allocate: @Sendable (inout Inventory, [PendingIntent]) -> [Outcome]
+    ) async throws -> BatchReport? {
+        precondition(batchSizeMax >= 1)
+        return try await client.withTransaction(logger: logger) { connection -> BatchReport? in
+            // The allocation right: the inventory row of an event with queued intents that no other worker
+            // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
+            // index scan), so its cost follows the number of events with work, not the queue's length.
+            let picked = try await connection.query("""
+                WITH RECURSIVE queued(event_id) AS (
+                    (SELECT event_id FROM intents ORDER BY event_id LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT i.event_id FROM intents i WHERE i.event_id > q.event_id ORDER BY i.event_id LIMIT 1)
+                    FROM queued q WHERE q.event_id IS NOT NULL
+                )
+                SELECT inv.event_id, inv.capacity, inv.available
+                FROM inventory inv
+                WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL)
+                ORDER BY inv.served_at, inv.event_id
+                LIMIT 1
+                FOR NO KEY UPDATE SKIP LOCKED
+                """, logger: logger)
+            var pick: (EventID, Int, Int)?
+            for try await row in picked.decode((EventID, Int, Int).self) { pick = row }
+            guard let (eventID, capacity, available) = pick else { return nil }
+
+            let claimed = try await connection.query("""
+                SELECT id, quantity, section, seats FROM intents
+                WHERE event_id = \(eventID)
+                ORDER BY id
+                LIMIT \(batchSizeMax)
+                FOR UPDATE SKIP LOCKED
+                """, logger: logger)
+            var batch: [PendingIntent] = []
+            batch.reserveCapacity(batchSizeMax)
+            for try await (id, quantity, section, seats) in claimed.decode((Int64, Int, String?, [String]?).self) {
+                batch.append(PendingIntent(id: id, request: try PurchaseRequest(quantity: quantity, section: section, seats: seats)))
+            }
+            guard !batch.isEmpty else { return nil }
+
+            var inventory: Inventory
+            switch try await self.layout(of: eventID, on: connection) {
+            case .generalAdmission:
+                inventory = Inventory(generalAdmission: capacity, available: available)
+            case .seatMap(let sections):
+                inventory = Inventory(sections: sections, rows: try await self.seatRowsWithFreeSeats(of: eventID, on: connection))
+                guard inventory.available == available else {
+                    throw StoreError.invariantBroken("event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
+                }
+            }
+
+            let outcomes = allocate(&inventory, batch)
+            precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
+            let ticketsSold = available - inventory.available
+            try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, inventory: inventory, ticketsSold: ticketsSold, on: connection)
+            let confirmed = outcomes.lazy.filter(\.isConfirmed).count
+            return BatchReport(eventID: eventID, intents: batch.count, confirmed: confirmed, rejected: batch.count - confirmed, ticketsSold: ticketsSold)
+        }
+    }
+
+    func layout(of eventID: EventID, on connection: PostgresConnection) async throws -> EventLayout {
+        if let cached = layouts.withLock({ $0[eventID] }) { return cached }
+        guard let (_, layout) = try await loadEvent(eventID, on: connection) else {
+            throw StoreError.invariantBroken("event \(eventID) has inventory but no events row")
+        }
+        layouts.withLock { $0[eventID] = layout }
+        return layout
+    }
+
+    func seatRowsWithFreeSeats(of eventID: EventID, on connection: PostgresConnection) async throws -> [SeatRow] {
+        let rows = try await connection.query("""
+            SELECT r.section, r.row_number, s.seats_per_row, r.taken
+            FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
+            WHERE r.event_id = \(eventID) AND r.free > 0
+            """, logger: logger)
+        var result: [SeatRow] = []
+        for try await (section, rowNumber, width, taken) in rows.decode((Int, Int, Int, ByteBuffer).self) {
+            let bytes = Array(taken.readableBytesView)
+            let bits = (0..<width).map { bytes[$0 >> 3] & (1 << UInt8($0 & 7)) != 0 }
+            result.append(SeatRow(sectionIndex: section, row: rowNumber, taken: bits))
+        }
+        return result
+    }
+
+    /// Writes a decided batch with one statement: outcomes in, intents out, changed seat rows and the
+    /// counters updated, waiters notified at commit. Row counts are checked: the second place the
+    /// "settled exactly once" invariant is asserted.
+    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], inventory: Inventory, ticketsSold: Int, on connection: PostgresConnection) async throws {
+        var statuses: [String] = [], reasons: [String] = [], seats: [String] = []
+        statuses.reserveCapacity(batch.count); reasons.reserveCapacity(batch.count); seats.reserveCapacity(batch.count)
+        for outcome in outcomes {
+            switch outcome {
+            case .confirmed(_, let labels):
+                statuses.append("confirmed"); reasons.append(""); seats.append(labels.map(\.description).joined(separator: ","))
+            case .rejected(let reason):
+                statuses.append("rejected"); reasons.append(reason.rawValue); seats.append("")
+            }
+        }
+        let changed = inventory.changedRows
+        let bitmaps: [ByteBuffer] = changed.map { row in
+            var bytes = [UInt8](repeating: 0, count: (row.taken.count + 7) / 8)
+            for (index, isTaken) in row.taken.enumerated() where isTaken { bytes[index >> 3] |= 1 << UInt8(index & 7) }
+            return ByteBuffer(bytes: bytes)
+        }
+        let result = try await connection.query("""
+            WITH decided AS (
+                SELECT * FROM unnest(\(batch.map(\.id))::bigint[], \(statuses)::text[], \(reasons)::text[], \(seats)::text[])
+                    AS d(intent_id, status, reason, seats)
+            ), moved AS (
+                DELETE FROM intents i USING decided d WHERE i.id = d.intent_id AND i.event_id = \(eventID)
+                RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats IS NOT NULL AS exact_seats, i.created_at,
+                          d.status, d.reason, d.seats
+            ), recorded AS (
+                INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats, accepted_at, decided_at)
+                SELECT id, public_id, event_id, customer, quantity, section, exact_seats, status, NULLIF(reason, ''),
+                       coalesce(string_to_array(NULLIF(seats, ''), ','), '{}'), created_at, statement_timestamp()
+                FROM moved
+                RETURNING 1
+            ), rows_written AS (
+                UPDATE seat_rows r SET taken = u.taken, free = u.free
+                FROM unnest(\(changed.map(\.sectionIndex))::int[], \(changed.map(\.row))::int[], \(bitmaps)::bytea[], \(changed.map(\.free))::int[])
+                    AS u(section, row_number, taken, free)
+                WHERE r.event_id = \(eventID) AND r.section = u.section AND r.row_number = u.row_number
+                RETURNING 1
+            ), counted AS (
+                UPDATE inventory SET sold = sold + \(ticketsSold), available = available - \(ticketsSold), served_at = statement_timestamp()
+                WHERE event_id = \(eventID)
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
+                   pg_notify(\(Self.outcomesChannel), \(String(eventID)))
+            """, logger: logger)
+        for try await (recorded, rowsWritten, counted, _) in result.decode((Int, Int, Int, String).self) {
+            guard recorded == batch.count, rowsWritten == changed.count, counted == 1 else {
+                throw StoreError.invariantBroken(
+                    "event \(eventID): settle wrote \(recorded)/\(batch.count) outcomes, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
+            }
+        }
+    }
+}

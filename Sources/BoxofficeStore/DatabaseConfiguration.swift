@@ -1,0 +1,108 @@
+import Foundation
+import PostgresNIO
+
+/// Where the database is and how every connection behaves, read from `DATABASE_URL` or the libpq variables.
+///
+/// PostgresNIO does not read the environment, and operators already set `DATABASE_URL` or `PGHOST` & co.
+public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var username: String
+    public var password: String?
+    public var database: String
+    /// Pool bound per process; the sum over all processes must stay below the server's max_connections.
+    public var connectionsMax: Int = 16
+    /// Bound on any one statement, so a stuck statement fails and its transaction rolls back.
+    public var statementTimeoutMilliseconds: Int = 15_000
+    /// Bound on waiting for a row lock; workers never wait (SKIP LOCKED), intake never should.
+    public var lockTimeoutMilliseconds: Int = 5_000
+    /// A transaction left open this long (a stalled worker) is killed by the server and its intents freed.
+    public var idleInTransactionTimeoutMilliseconds: Int = 30_000
+    public var connectTimeoutMilliseconds: Int = 5_000
+    /// `sslmode=require` in the URL; loopback defaults to plain TCP.
+    public var requireTLS: Bool = false
+
+    public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+    }
+
+    public struct InvalidURL: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Parses `postgres://user:pass@host:port/db?sslmode=require` (also `postgresql://`).
+    public init(url text: String) throws {
+        guard let components = URLComponents(string: text),
+              let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
+        else {
+            throw InvalidURL(description: "DATABASE_URL must look like postgres://user:password@host:5432/database")
+        }
+        let queryItems = components.queryItems ?? []
+        let host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? queryItems.first { $0.name == "host" }?.value ?? "127.0.0.1"
+        let database = String(components.path.drop { $0 == "/" })
+        self.init(
+            host: host,
+            port: components.port ?? 5432,
+            username: components.user.flatMap { $0.removingPercentEncoding } ?? "postgres",
+            password: components.password.flatMap { $0.removingPercentEncoding },
+            database: database.isEmpty ? (components.user ?? "postgres") : database
+        )
+        requireTLS = ["require", "verify-ca", "verify-full"].contains(queryItems.first { $0.name == "sslmode" }?.value ?? "")
+    }
+
+    /// `DATABASE_URL` when set, else the libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`);
+    /// nil when neither is set, so callers can decide to start a private database instead.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration? {
+        if let url = environment["DATABASE_URL"], !url.isEmpty {
+            return try DatabaseConfiguration(url: url)
+        }
+        guard environment["PGHOST"] != nil || environment["PGDATABASE"] != nil || environment["PGUSER"] != nil else { return nil }
+        let user = environment["PGUSER"] ?? environment["USER"] ?? "postgres"
+        guard let port = Int(environment["PGPORT"] ?? "5432") else {
+            throw InvalidURL(description: "PGPORT must be a number, got \(environment["PGPORT"] ?? "")")
+        }
+        return DatabaseConfiguration(
+            host: environment["PGHOST"] ?? "127.0.0.1",
+            port: port,
+            username: user,
+            password: environment["PGPASSWORD"],
+            database: environment["PGDATABASE"] ?? user
+        )
+    }
+
+    /// The URL form, with the password masked: safe to log.
+    public var description: String { "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)" }
+
+    /// The URL form with the password, for handing to child processes.
+    public var url: String {
+        let user = username.addingPercentEncoding(withAllowedCharacters: .urlUserAllowed) ?? username
+        let pass = password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? $0) } ?? ""
+        return "postgres://\(user)\(pass)@\(host):\(port)/\(database)"
+    }
+
+    var clientConfiguration: PostgresClient.Configuration {
+        var configuration: PostgresClient.Configuration
+        if host.hasPrefix("/") {
+            configuration = .init(unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: username, password: password, database: database)
+        } else {
+            configuration = .init(
+                host: host, port: port, username: username, password: password, database: database,
+                tls: requireTLS ? .require(.makeClientConfiguration()) : .disable
+            )
+        }
+        configuration.options.maximumConnections = connectionsMax
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .milliseconds(connectTimeoutMilliseconds)
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "\(statementTimeoutMilliseconds)"),
+            ("lock_timeout", "\(lockTimeoutMilliseconds)"),
+            ("idle_in_transaction_session_timeout", "\(idleInTransactionTimeoutMilliseconds)"),
+            ("application_name", "boxoffice"),
+        ]
+        return configuration
+    }
+}

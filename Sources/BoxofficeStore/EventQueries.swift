@@ -1,0 +1,94 @@
+import BoxofficeCore
+import Foundation
+import PostgresNIO
+
+/// An event as the API reports it: its shape and live counters.
+public struct EventSummary: Sendable, Equatable {
+    public let id: EventID
+    public let name: String
+    public let layout: EventLayout
+    public let sold: Int
+    public let available: Int
+    /// Intents still in the queue for this event.
+    public let pending: Int
+
+    public var capacity: Int { layout.capacity }
+}
+
+extension Store {
+    /// Creates the event, its inventory row and, for a seat map, its sections and seat rows, in one
+    /// transaction (a few statements, whatever the number of seats).
+    public func createEvent(name: String, layout: EventLayout) async throws -> EventSummary {
+        let kind = if case .generalAdmission = layout { "general_admission" } else { "seat_map" }
+        let capacity = layout.capacity
+        let id = try await client.withTransaction(logger: logger) { connection -> EventID in
+            let rows = try await connection.query("""
+                INSERT INTO events (name, kind, capacity) VALUES (\(name), \(kind), \(capacity)) RETURNING id
+                """, logger: logger)
+            guard let id = try await rows.decode(EventID.self).first(where: { _ in true }) else {
+                throw StoreError.invariantBroken("INSERT INTO events returned no id")
+            }
+            try await connection.query("""
+                INSERT INTO inventory (event_id, capacity, available) VALUES (\(id), \(capacity), \(capacity))
+                """, logger: logger)
+            let sections = layout.sections
+            if !sections.isEmpty {
+                try await connection.query("""
+                    INSERT INTO sections (event_id, position, name, row_count, seats_per_row)
+                    SELECT \(id), position - 1, name, row_count, seats_per_row
+                    FROM unnest(\(sections.map(\.name))::text[], \(sections.map(\.rows))::int[], \(sections.map(\.seatsPerRow))::int[])
+                         WITH ORDINALITY AS s(name, row_count, seats_per_row, position)
+                    """, logger: logger)
+                try await connection.query("""
+                    INSERT INTO seat_rows (event_id, section, row_number, free, taken)
+                    SELECT s.event_id, s.position, r, s.seats_per_row, decode(repeat('00', (s.seats_per_row + 7) / 8), 'hex')
+                    FROM sections s, generate_series(1, s.row_count) AS r
+                    WHERE s.event_id = \(id)
+                    """, logger: logger)
+            }
+            return id
+        }
+        layouts.withLock { $0[id] = layout }
+        return EventSummary(id: id, name: name, layout: layout, sold: 0, available: capacity, pending: 0)
+    }
+
+    /// The event's shape, from this process's cache or the database; nil for an unknown event.
+    public func layout(of eventID: EventID) async throws -> EventLayout? {
+        if let cached = layouts.withLock({ $0[eventID] }) { return cached }
+        guard let (_, layout) = try await loadEvent(eventID, on: nil) else { return nil }
+        layouts.withLock { $0[eventID] = layout }
+        return layout
+    }
+
+    func loadEvent(_ eventID: EventID, on connection: PostgresConnection?) async throws -> (name: String, layout: EventLayout)? {
+        let eventQuery: PostgresQuery = "SELECT name, kind, capacity FROM events WHERE id = \(eventID)"
+        let sectionsQuery: PostgresQuery = """
+            SELECT name, row_count, seats_per_row FROM sections WHERE event_id = \(eventID) ORDER BY position
+            """
+        let run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence = { query in
+            if let connection { try await connection.query(query, logger: self.logger) } else { try await self.client.query(query, logger: self.logger) }
+        }
+        var event: (String, String, Int)?
+        for try await row in try await run(eventQuery).decode((String, String, Int).self) { event = row }
+        guard let (name, kind, capacity) = event else { return nil }
+        if kind == "general_admission" { return (name, .generalAdmission(capacity: capacity)) }
+        var sections: [SectionLayout] = []
+        for try await (section, rows, seats) in try await run(sectionsQuery).decode((String, Int, Int).self) {
+            sections.append(SectionLayout(name: section, rows: rows, seatsPerRow: seats))
+        }
+        return (name, .seatMap(sections))
+    }
+
+    /// The event with its counters; nil for an unknown event.
+    public func eventSummary(_ eventID: EventID) async throws -> EventSummary? {
+        guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
+        let rows = try await client.query("""
+            SELECT inv.sold, inv.available, (SELECT count(*) FROM intents i WHERE i.event_id = inv.event_id)
+            FROM inventory inv WHERE inv.event_id = \(eventID)
+            """, logger: logger)
+        for try await (sold, available, pending) in rows.decode((Int, Int, Int).self) {
+            return EventSummary(id: eventID, name: name, layout: layout, sold: sold, available: available, pending: pending)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One numbered SQL file of `db/migrations`, e.g. `0001_core.sql`.
+public struct Migration: Sendable, Equatable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+
+    /// Reads `NNNN_name.sql` files in version order; anything else in the folder is an error, not a surprise.
+    /// The file's statements, split at top-level semicolons (quotes, dollar quotes and comments respected).
+    public var statements: [String] { Self.split(sql) }
+
+    static func split(_ sql: String) -> [String] {
+        var statements: [String] = []
+        var current = ""
+        let characters = Array(sql)
+        var index = 0
+        func flush() {
+            let trimmed = current.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !trimmed.isEmpty { statements.append(trimmed) }
+            current = ""
+        }
+        while index < characters.count {
+            let character = characters[index]
+            let next: Character? = index + 1 < characters.count ? characters[index + 1] : nil
+            if character == "-" && next == "-" {
+                while index < characters.count && characters[index] != "\n" { index += 1 }
+                continue
+            }
+            if character == "/" && next == "*" {
+                index += 2
+                while index + 1 < characters.count && !(characters[index] == "*" && characters[index + 1] == "/") { index += 1 }
+                index += 2
+                continue
+            }
+            if character == "'" || character == "\"" {
+                current.append(character)
+                index += 1
+                while index < characters.count {
+                    current.append(characters[index])
+                    index += 1
+                    if characters[index - 1] == character { break }
+                }
+                continue
+            }
+            if character == "$" {
+                // A dollar-quote tag: $$ or $name$.
+                var end = index + 1
+                while end < characters.count && (characters[end].isLetter || characters[end].isNumber || characters[end] == "_") { end += 1 }
+                if end < characters.count && characters[end] == "$" {
+                    let tag = String(characters[index...end])
+                    current += tag
+                    index = end + 1
+                    let rest = String(characters[index...])
+                    if let close = rest.range(of: tag) {
+                        current += rest[..<close.upperBound]
+                        index += rest.distance(from: rest.startIndex, to: close.upperBound)
+                    } else {
+                        current += rest
+                        index = characters.count
+                    }
+                    continue
+                }
+            }
+            if character == ";" {
+                flush()
+                index += 1
+                continue
+            }
+            current.append(character)
+            index += 1
+        }
+        flush()
+        return statements
+    }
+
+    public static func load(directory: URL) throws -> [Migration] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        var migrations: [Migration] = []
+        for file in files {
+            guard let version = Int(file.prefix { $0.isNumber }), file.first?.isNumber == true else {
+                throw StoreError.migrationFailed("migration file \(file) must start with its number, e.g. 0002_add_x.sql")
+            }
+            let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
+            migrations.append(Migration(version: version, name: file, sql: sql))
+        }
+        let versions = migrations.map(\.version)
+        guard Set(versions).count == versions.count else {
+            throw StoreError.migrationFailed("two migration files in \(directory.path) share a number")
+        }
+        return migrations
+    }
+
+    /// Where `db/migrations` is: `BOXOFFICE_MIGRATIONS_DIR`, else `./db/migrations`, else the source checkout this binary was built from.
+    public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
+        if let path = environment["BOXOFFICE_MIGRATIONS_DIR"], !path.isEmpty { return URL(fileURLWithPath: path) }
+        let local = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("db/migrations")
+        if FileManager.default.fileExists(atPath: local.path) { return local }
+        // Sources/BoxofficeStore/Migrations.swift → the package root.
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("db/migrations")
+    }
+}
+
+extension Store {
+    /// Applies the migrations not yet applied, each in its own transaction, under an advisory lock so
+    /// concurrent `migrate` runs queue up instead of racing. Returns the names applied (empty: a no-op).
+    @discardableResult
+    public func migrate(_ migrations: [Migration]) async throws -> [String] {
+        try await client.withConnection { connection in
+            // Arbitrary constant: the lock id of "boxoffice migrations".
+            try await connection.query("SELECT pg_advisory_lock(727274001)", logger: logger)
+            do {
+                try await connection.query("""
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version integer PRIMARY KEY,
+                        name text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    )
+                    """, logger: logger)
+                var applied = Set<Int>()
+                for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                    applied.insert(version)
+                }
+                var names: [String] = []
+                for migration in migrations where !applied.contains(migration.version) {
+                    logger.info("applying migration", metadata: ["migration": "\(migration.name)"])
+                    // One statement per message (the extended protocol takes no scripts); BEGIN/COMMIT make the file atomic.
+                    do {
+                        try await connection.query("BEGIN", logger: logger)
+                        for statement in migration.statements {
+                            try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                        }
+                        try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                        try await connection.query("COMMIT", logger: logger)
+                    } catch {
+                        _ = try? await connection.query("ROLLBACK", logger: logger)
+                        throw StoreError.migrationFailed("migration \(migration.name) failed: \(String(reflecting: error))")
+                    }
+                    names.append(migration.name)
+                }
+                try await connection.query("SELECT pg_advisory_unlock(727274001)", logger: logger)
+                return names
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(727274001)", logger: logger)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import BoxofficeCore
+import BoxofficeStore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// One worker: claims a batch, lets the allocator decide it, settles it, repeats.
+///
+/// It sleeps only when no event has work, and wakes on the intake NOTIFY or, failing that, a poll.
+/// On graceful shutdown (SIGTERM) it finishes the batch in hand and takes no new one.
+public final class AllocationWorker: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// Intents claimed and settled per transaction.
+        public var batchSizeMax = 512
+        /// Longest sleep when idle before looking again without a notification.
+        public var pollInterval: Duration = .milliseconds(250)
+        /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
+        public var listen = true
+        /// Upper bound of the back-off after a failed batch (the database down, a timeout).
+        public var errorBackoffMax: Duration = .seconds(5)
+
+        public init() {}
+    }
+
+    /// Totals since start, for logs, `work` summaries and the benchmark.
+    public struct Totals: Sendable, Equatable {
+        public var batches = 0
+        public var intents = 0
+        public var confirmed = 0
+        public var rejected = 0
+        public var ticketsSold = 0
+        public var failedBatches = 0
+    }
+
+    let store: Store
+    let configuration: Configuration
+    let logger: Logger
+    let doorbell = Doorbell()
+    let totalsState = Mutex(Totals())
+
+    public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
+        precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public var totals: Totals { totalsState.withLock { $0 } }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            if configuration.listen {
+                group.addTask { await self.listenForIntents() }
+            }
+            await allocateUntilShutdown()
+            group.cancelAll()
+        }
+        let totals = self.totals
+        logger.info("worker stopped", metadata: [
+            "batches": "\(totals.batches)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
+            "rejected": "\(totals.rejected)", "tickets_sold": "\(totals.ticketsSold)",
+        ])
+    }
+
+    /// The loop. Never cancelled in the middle of a batch by a graceful shutdown: only the idle wait is.
+    func allocateUntilShutdown() async {
+        var backoff = Duration.milliseconds(50)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax) { inventory, batch in
+                    Allocator.allocate(batch, from: &inventory)
+                }
+                backoff = .milliseconds(50)
+                guard let report else {
+                    await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: self.configuration.pollInterval) }
+                    continue
+                }
+                totalsState.withLock { totals in
+                    totals.batches += 1
+                    totals.intents += report.intents
+                    totals.confirmed += report.confirmed
+                    totals.rejected += report.rejected
+                    totals.ticketsSold += report.ticketsSold
+                }
+                logger.debug("settled batch", metadata: [
+                    "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
+                    "rejected": "\(report.rejected)", "tickets_sold": "\(report.ticketsSold)",
+                ])
+            } catch {
+                totalsState.withLock { $0.failedBatches += 1 }
+                logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
+                    "error": "\(String(reflecting: error))", "retry_in": "\(backoff)",
+                ])
+                let pause = backoff
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                backoff = min(backoff * 2, configuration.errorBackoffMax)
+            }
+        }
+    }
+
+    private func listenForIntents() async {
+        var backoff = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
+            } catch {
+                if Task.isCancelled { return }
+                logger.info("intake LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(5))
+        }
+    }
+}

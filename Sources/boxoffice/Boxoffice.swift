@@ -1,0 +1,69 @@
+import ArgumentParser
+import BoxofficeStore
+import EmbeddedPostgres
+import Foundation
+import Logging
+
+@main
+struct Boxoffice: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "boxoffice",
+        abstract: "Flash-sale ticket allocation on PostgreSQL: intake queue, batch allocation, outcomes.",
+        discussion: """
+            The database comes from DATABASE_URL (postgres://user:password@host:5432/db) or the libpq
+            variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE. `demo` and `bench` start a private
+            PostgreSQL when neither is set.
+
+            Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as
+            many `boxoffice work` processes as the database can feed.
+            """,
+        subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, Verify.self, Demo.self],
+        defaultSubcommand: nil
+    )
+}
+
+/// Commands fail with one clear line, not a stack trace.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Database options shared by the commands that talk to PostgreSQL.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "Database connections this process may hold at most.")
+    var connectionsMax: Int = 16
+
+    @Option(help: "Directory of the numbered SQL migrations (default: BOXOFFICE_MIGRATIONS_DIR, ./db/migrations, or the source checkout).")
+    var migrationsDir: String?
+
+    func configuration() throws -> DatabaseConfiguration {
+        guard var configuration = try DatabaseConfiguration.fromEnvironment() else {
+            throw CommandError("no database configured: set DATABASE_URL=postgres://user:password@host:5432/db (or PGHOST & co.); `boxoffice demo` starts its own")
+        }
+        guard (1...500).contains(connectionsMax) else { throw CommandError("--connections-max must be between 1 and 500") }
+        configuration.connectionsMax = connectionsMax
+        return configuration
+    }
+
+    func migrations() throws -> [Migration] {
+        let directory = migrationsDir.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory()
+        guard FileManager.default.fileExists(atPath: directory.path) else {
+            throw CommandError("no migrations at \(directory.path): run from the repository root or pass --migrations-dir")
+        }
+        return try Migration.load(directory: directory)
+    }
+}
+
+/// Runs `body` with a connected Store whose pool runs for exactly as long as `body`.
+func withStore<T: Sendable>(_ configuration: DatabaseConfiguration, logger: Logger, _ body: @Sendable @escaping (Store) async throws -> T) async throws -> T {
+    let store = Store(configuration: configuration, logger: logger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await store.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        try await store.checkReachable()
+        return try await body(store)
+    }
+}

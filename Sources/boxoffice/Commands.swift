@@ -1,0 +1,217 @@
+import ArgumentParser
+import BoxofficeAPI
+import BoxofficeCore
+import BoxofficeStore
+import BoxofficeWorker
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply the pending SQL migrations of db/migrations (running it twice is a no-op).")
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "boxoffice.migrate")
+        let migrations = try database.migrations()
+        let applied = try await withStore(try database.configuration(), logger: logger) { try await $0.migrate(migrations) }
+        print(applied.isEmpty ? "database is up to date (\(migrations.count) migrations)" : "applied \(applied.joined(separator: ", "))")
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP API: intake (202 after commit), status with long-poll, events, health.",
+        discussion: "Stops on SIGTERM/SIGINT after draining in-flight requests.")
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "Port to listen on (0 picks a free one and logs it).") var port = 8080
+    @Option(help: "Most tickets one intent may ask for.") var quantityMax = 10
+    @Option(help: "Largest request body in bytes.") var bodyBytesMax = 16 * 1024
+    @Option(help: "Longest ?wait= a status request may hold, in seconds.") var longPollSecondsMax = 30
+    @Option(help: "Rows per group-commit INSERT at most.") var intakeBatchMax = 1_000
+    @Option(help: "Group-commit INSERTs in flight at once.") var intakeFlushers = 4
+    @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...1_000).contains(quantityMax) else { throw ValidationError("--quantity-max must be 1...1000") }
+        guard (256...10_485_760).contains(bodyBytesMax) else { throw ValidationError("--body-bytes-max must be 256...10485760") }
+        guard (0...300).contains(longPollSecondsMax) else { throw ValidationError("--long-poll-seconds-max must be 0...300") }
+        guard (1...10_000).contains(intakeBatchMax) else { throw ValidationError("--intake-batch-max must be 1...10000") }
+        guard (1...64).contains(intakeFlushers) else { throw ValidationError("--intake-flushers must be 1...64") }
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "boxoffice.api")
+        var configuration = APIConfiguration()
+        configuration.host = host
+        configuration.port = port
+        configuration.quantityMax = quantityMax
+        configuration.bodyBytesMax = bodyBytesMax
+        configuration.longPollSecondsMax = longPollSecondsMax
+        configuration.batcher.batchSizeMax = intakeBatchMax
+        configuration.batcher.flushersMax = intakeFlushers
+        configuration.watcher.listen = !noListen
+        let store = Store(configuration: try database.configuration(), logger: logger)
+        let host = configuration.host
+        let app = buildApplication(store: store, configuration: configuration, logger: logger) { port in
+            logger.info("listening", metadata: ["address": "http://\(host):\(port)"])
+        }
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct Work: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one allocation worker: claim a batch, allocate, settle, repeat. Run several to scale.",
+        discussion: "On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again.")
+
+    @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
+    @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
+    @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @Option(help: .hidden) var parentPid: Int32?
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...100000") }
+        guard (1...60_000).contains(pollMilliseconds) else { throw ValidationError("--poll-milliseconds must be 1...60000") }
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "boxoffice.worker")
+        var databaseConfiguration = try database.configuration()
+        // One connection for the batch, one for LISTEN.
+        databaseConfiguration.connectionsMax = min(databaseConfiguration.connectionsMax, 4)
+        let store = Store(configuration: databaseConfiguration, logger: logger)
+        var configuration = AllocationWorker.Configuration()
+        configuration.batchSizeMax = batchSize
+        configuration.pollInterval = .milliseconds(pollMilliseconds)
+        configuration.listen = !noListen
+        let worker = AllocationWorker(store: store, configuration: configuration, logger: logger)
+        var services: [any Service] = [StoreService(store: store), worker]
+        if let parentPid { services.append(ParentWatch(parentPID: parentPid)) }
+        logger.info("worker started", metadata: ["batch_size": "\(batchSize)", "database": "\(databaseConfiguration)"])
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Ends the process's service group when the parent that spawned it (demo, tests) is gone, so no
+/// orphaned worker outlives a crashed parent.
+struct ParentWatch: Service {
+    let parentPID: Int32
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            if kill(parentPID, 0) != 0 || getppid() != parentPID { return }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(500)) }
+        }
+    }
+}
+
+struct EventCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "event", abstract: "Create and inspect events.", subcommands: [Create.self, Show.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an event and print its id.",
+            discussion: "General admission: --capacity 10000. Seat map: --sections A:10x20,B:5x30 (NAME:ROWSxSEATS_PER_ROW, best section first).")
+
+        @Option(help: "Event name.") var name: String
+        @Option(help: "General-admission tickets.") var capacity: Int?
+        @Option(help: "Seat map, NAME:ROWSxSEATS,... e.g. A:10x20,B:5x30.") var sections: String?
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var logging: LoggingOptions
+
+        func validate() throws {
+            guard (capacity == nil) != (sections == nil) else { throw ValidationError("give exactly one of --capacity or --sections") }
+            _ = try layout()
+        }
+
+        func layout() throws -> EventLayout {
+            if let capacity {
+                guard (1...EventLayout.capacityMax).contains(capacity) else { throw ValidationError("--capacity must be 1...\(EventLayout.capacityMax)") }
+                return .generalAdmission(capacity: capacity)
+            }
+            let layout = EventLayout.seatMap(try parseSections(sections ?? ""))
+            guard layout.capacity <= EventLayout.capacityMax else { throw ValidationError("the seat map holds more than \(EventLayout.capacityMax) seats") }
+            return layout
+        }
+
+        func run() async throws {
+            let logger = logging.bootstrap(label: "boxoffice.event")
+            let layout = try layout()
+            let name = self.name
+            let summary = try await withStore(try database.configuration(), logger: logger) { try await $0.createEvent(name: name, layout: layout) }
+            print(summary.id)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print an event's counters.")
+        @Argument(help: "Event id.") var id: Int64
+        @OptionGroup var database: DatabaseOptions
+        @OptionGroup var logging: LoggingOptions
+
+        func run() async throws {
+            let logger = logging.bootstrap(label: "boxoffice.event")
+            let id = self.id
+            guard let summary = try await withStore(try database.configuration(), logger: logger, { try await $0.eventSummary(id) }) else {
+                throw CommandError("there is no event \(id)")
+            }
+            print("event \(summary.id) \"\(summary.name)\": capacity \(summary.capacity), sold \(summary.sold), available \(summary.available), pending \(summary.pending)")
+        }
+    }
+}
+
+/// Parses `A:10x20,B:5x30` into sections; errors name the part that is wrong.
+func parseSections(_ text: String) throws -> [SectionLayout] {
+    var sections: [SectionLayout] = []
+    for part in text.split(separator: ",") {
+        let pieces = part.split(separator: ":")
+        let size = pieces.count == 2 ? pieces[1].split(separator: "x") : []
+        guard pieces.count == 2, SectionLayout.isValidName(pieces[0]), size.count == 2,
+              let rows = Int(size[0]), let seats = Int(size[1]),
+              (1...SectionLayout.rowsMax).contains(rows), (1...SectionLayout.seatsPerRowMax).contains(seats)
+        else { throw ValidationError("section \(part) must look like A:10x20 (name, rows 1...\(SectionLayout.rowsMax), seats per row 1...\(SectionLayout.seatsPerRowMax))") }
+        guard !sections.contains(where: { $0.name == pieces[0] }) else { throw ValidationError("section \(pieces[0]) is listed twice") }
+        sections.append(SectionLayout(name: String(pieces[0]), rows: rows, seatsPerRow: seats))
+    }
+    guard !sections.isEmpty else { throw ValidationError("--sections needs at least one section, e.g. A:10x20") }
+    return sections
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Audit every invariant: no seat twice, sold ≤ capacity, sold + available = capacity, one outcome per intent, arrival order.",
+        discussion: "Exits 0 when all hold; otherwise prints each violation and exits 1.")
+
+    @Option(help: "Audit only this event.") var event: Int64?
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "boxoffice.verify")
+        let event = self.event
+        let report = try await withStore(try database.configuration(), logger: logger) { try await $0.audit(eventID: event) }
+        print(report.summaryLine)
+        for violation in report.violations { print("VIOLATION \(violation)") }
+        if !report.isClean { throw ExitCode(1) }
+    }
+}
+
+extension AuditReport {
+    var summaryLine: String {
+        "\(isClean ? "OK" : "FAILED"): \(events) events, \(outcomes) outcomes (\(confirmed) confirmed, \(rejected) rejected), \(pending) pending, \(ticketsSold) tickets sold, \(violations.count) violations"
+    }
+}

@@ -1,0 +1,192 @@
+import ArgumentParser
+import AsyncHTTPClient
+import BoxofficeAPI
+import BoxofficeCore
+import BoxofficeHarness
+import BoxofficeStore
+import EmbeddedPostgres
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a whole flash sale on this machine and print what happened.",
+        discussion: """
+            Starts a private PostgreSQL (unless DATABASE_URL is set), migrates, starts the API in this
+            process and several `boxoffice work` processes, lets many concurrent buyers send intents over
+            HTTP (each long-polls its outcome), waits for every outcome, audits every invariant, prints
+            a summary and cleans up. Exits 1 if any invariant broke.
+            """)
+
+    @Option(help: "Intents the buyers send.") var intents = 20_000
+    @Option(help: "Tickets on sale (general admission), or seats when --seat-map is given.") var seats = 5_000
+    @Option(help: "Concurrent buyers.") var clients = 200
+    @Option(help: "Worker processes.") var workers = 4
+    @Option(help: "Intents per worker batch.") var batchSize = 512
+    @Flag(help: "Sell a seat map (sections of 25 seats per row, best available in a section) instead of general admission.") var seatMap = false
+    @Option(help: "Random seed for quantities and sections.") var seed: UInt64 = 42
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...1_000_000).contains(intents) else { throw ValidationError("--intents must be 1...1000000") }
+        guard (100...EventLayout.capacityMax).contains(seats) else { throw ValidationError("--seats must be 100...\(EventLayout.capacityMax)") }
+        guard (1...2_000).contains(clients) else { throw ValidationError("--clients must be 1...2000") }
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1...64") }
+        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...100000") }
+    }
+
+    func run() async throws {
+        var logger = logging.bootstrap(label: "boxoffice.demo")
+        logger.logLevel = max(logging.logLevel, .warning)
+        let say: @Sendable (String) -> Void = { print($0); fflush(nil) }
+
+        var cluster: EmbeddedPostgres?
+        var databaseConfiguration: DatabaseConfiguration
+        if let configured = try DatabaseConfiguration.fromEnvironment() {
+            databaseConfiguration = configured
+            say("using the database at \(configured)")
+        } else {
+            say("starting a private PostgreSQL (fsync and synchronous_commit on)…")
+            let started = try EmbeddedPostgres.start()
+            cluster = started
+            databaseConfiguration = try DatabaseConfiguration(url: started.url)
+            say("  \(started.url) in \(started.dataDirectory)")
+        }
+        defer { cluster?.destroy() }
+        databaseConfiguration.connectionsMax = 24
+
+        let logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-demo-\(getpid())")
+        try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
+        let store = Store(configuration: databaseConfiguration, logger: logger)
+        var api = APIConfiguration()
+        api.port = 0
+        let portBox = PortBox()
+        let app = buildApplication(store: store, configuration: api, logger: logger) { port in portBox.set(port) }
+        let workerProcesses = WorkerProcesses(
+            executable: WorkerProcesses.siblingExecutable(), databaseURL: databaseConfiguration.url,
+            arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning"], logDirectory: logDirectory)
+        let layout: EventLayout = seatMap
+            ? .seatMap(Self.sections(seats: seats))
+            : .generalAdmission(capacity: seats)
+        let settings = self
+
+        let summary: DemoSummary = try await withThrowingTaskGroup(of: DemoSummary?.self) { group in
+            let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: logger))
+            group.addTask {
+                try await serviceGroup.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            try await store.checkReachable()
+            let applied = try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+            say("migrated: \(applied.isEmpty ? "already up to date" : applied.joined(separator: ", "))")
+            let event = try await store.createEvent(name: "Demo flash sale", layout: layout)
+            let port = try await portBox.wait()
+            try workerProcesses.spawn(settings.workers)
+            say("event \(event.id): \(layout.capacity) \(settings.seatMap ? "seats" : "tickets"); API on http://127.0.0.1:\(port); \(settings.workers) worker processes (batch \(settings.batchSize)); worker logs in \(logDirectory.path)")
+            say("\(settings.clients) buyers send \(settings.intents) intents, each waiting for its outcome…")
+
+            var load = SaleLoad.Configuration(baseURL: "http://127.0.0.1:\(port)", eventID: event.id, intents: settings.intents)
+            load.clients = settings.clients
+            load.seed = settings.seed
+            load.quantities = 1...4
+            if case .seatMap(let sections) = layout { load.sections = [nil] + sections.map(\.name) }
+            var httpConfiguration = HTTPClient.Configuration()
+            httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.clients
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+            let progress = SaleLoad.Progress()
+            let result = await withTaskGroup(of: SaleLoad.Result?.self) { reporters in
+                reporters.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        if Task.isCancelled { break }
+                        say("  accepted \(progress.accepted)/\(settings.intents), decided \(progress.decided)")
+                    }
+                    return nil
+                }
+                let sale = SaleLoad(load)
+                reporters.addTask { await sale.run(client: client, progress: progress) }
+                var result: SaleLoad.Result?
+                for await value in reporters {
+                    if let value {
+                        result = value
+                        reporters.cancelAll()
+                    }
+                }
+                return result!
+            }
+            try await client.shutdown()
+            let exitCodes = await workerProcesses.terminateAll()
+            let audit = try await store.audit(eventID: event.id)
+            guard let final = try await store.eventSummary(event.id) else { throw CommandError("event \(event.id) vanished") }
+            return DemoSummary(result: result, audit: audit, event: final, workerExitCodes: exitCodes)
+        }
+        summary.print(say: say, intents: intents)
+        if !summary.isClean { throw ExitCode(1) }
+    }
+
+    /// Sections of 25 seats per row: A gets half the seats, B and C a quarter each.
+    static func sections(seats: Int) -> [SectionLayout] {
+        let width = 25
+        let rowsA = max(1, seats / 2 / width)
+        let rowsB = max(1, (seats - rowsA * width) / 2 / width)
+        let rowsC = max(1, (seats - (rowsA + rowsB) * width) / width)
+        return [
+            SectionLayout(name: "A", rows: rowsA, seatsPerRow: width),
+            SectionLayout(name: "B", rows: rowsB, seatsPerRow: width),
+            SectionLayout(name: "C", rows: rowsC, seatsPerRow: width),
+        ]
+    }
+}
+
+/// Hands the port the server bound to (port 0 picks one) to the code waiting for it.
+final class PortBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var port: Int?
+
+    func set(_ port: Int) { lock.withLock { self.port = port } }
+
+    func wait(timeout: Duration = .seconds(30)) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let port = lock.withLock({ port }) { return port }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw CommandError("the API did not start listening within \(timeout)")
+    }
+}
+
+struct DemoSummary: Sendable {
+    let result: SaleLoad.Result
+    let audit: AuditReport
+    let event: EventSummary
+    let workerExitCodes: [Int32]
+
+    var oversold: Int { max(0, event.sold - event.capacity) }
+    var duplicateSeats: Int { result.seats.count - Set(result.seats).count }
+    var lost: Int { result.accepted.count - result.decided - result.undecided }
+
+    var isClean: Bool {
+        audit.isClean && oversold == 0 && duplicateSeats == 0 && result.undecided == 0 && lost == 0
+            && result.ticketsConfirmed == event.sold && workerExitCodes.allSatisfy { $0 == 0 }
+    }
+
+    func print(say: (String) -> Void, intents: Int) {
+        let seconds = Double(result.duration.components.seconds) + Double(result.duration.components.attoseconds) / 1e18
+        let ms: (UInt64) -> String = { String(format: "%.1f ms", Double($0) / 1000) }
+        say("")
+        say("== flash sale result ==")
+        say("intents sent        \(intents), accepted (202) \(result.accepted.count), refused at intake \(result.intakeFailures.values.reduce(0, +)) \(result.intakeFailures.isEmpty ? "" : "\(result.intakeFailures)"), transport errors \(result.transportErrors)")
+        say("outcomes            confirmed \(result.confirmed), rejected \(result.rejected), undecided \(result.undecided)")
+        say("tickets             capacity \(event.capacity), sold \(event.sold), available \(event.available), oversold \(oversold)")
+        say("seats in two orders \(duplicateSeats)")
+        say("throughput          \(String(format: "%.0f", Double(result.decided) / max(seconds, 0.001))) intents/s decided end to end (\(String(format: "%.2f", seconds)) s)")
+        say("intake latency      p50 \(ms(result.intakeLatency.valueAtPercentile(50))), p99 \(ms(result.intakeLatency.valueAtPercentile(99))), max \(ms(result.intakeLatency.max))")
+        say("outcome latency     p50 \(ms(result.outcomeLatency.valueAtPercentile(50))), p99 \(ms(result.outcomeLatency.valueAtPercentile(99))), max \(ms(result.outcomeLatency.max)) (POST sent → outcome seen)")
+        say("workers             exit codes \(workerExitCodes)")
+        say("audit               \(audit.summaryLine)")
+        for violation in audit.violations.prefix(20) { say("  VIOLATION \(violation)") }
+        say(isClean ? "every invariant holds." : "INVARIANTS BROKEN — see above.")
+    }
+}

@@ -1,0 +1,118 @@
+import AsyncHTTPClient
+import BoxofficeCore
+import BoxofficeHarness
+import BoxofficeStore
+import Foundation
+import Testing
+
+extension IntegrationTests {
+    @Suite("Flash sales under concurrency")
+    struct SaleTests {
+        /// After a sale: every 202'd intent has exactly one outcome and the audit is clean.
+        static func expectSettledExactlyOnce(_ result: SaleLoad.Result, api: LiveAPI, event: Int64, capacity: Int) async throws {
+            #expect(result.transportErrors == 0)
+            #expect(result.intakeFailures.isEmpty, "intake failures \(result.intakeFailures)")
+            #expect(result.undecided == 0)
+            let accepted = Set(result.accepted)
+            #expect(accepted.count == result.accepted.count, "an id was handed out twice")
+            var settled: [UUID: Int] = [:]
+            for try await (id, count) in try await api.store.client.query("SELECT public_id, count(*) FROM outcomes GROUP BY public_id").decode((UUID, Int).self) {
+                settled[id] = count
+            }
+            #expect(settled.count == accepted.count, "outcomes \(settled.count), accepted \(accepted.count)")
+            #expect(accepted.allSatisfy { settled[$0] == 1 }, "an accepted intent has no outcome or several")
+            #expect(try await api.count("intents") == 0)
+            let audit = try await api.store.audit(eventID: event)
+            #expect(audit.isClean, "\(audit.violations)")
+            #expect(audit.ticketsSold <= capacity)
+            #expect(audit.ticketsSold == result.ticketsConfirmed)
+            #expect(result.seats.count == Set(result.seats).count, "a seat was confirmed twice")
+        }
+
+        @Test("4 worker processes, 64 concurrent HTTP buyers, fewer tickets than asked for: sells exactly the capacity")
+        func generalAdmissionSale() async throws {
+            try await withLiveAPI { api in
+                let capacity = 1_000
+                let event = try await api.createGeneralAdmission(capacity)
+                let workers = workerProcesses(api.database, batchSize: 64)
+                try workers.spawn(4)
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 2_000)
+                load.clients = 64
+                load.quantities = 1...2
+                let result = await SaleLoad(load).run(client: api.http)
+                let codes = await workers.terminateAll()
+                #expect(codes == [0, 0, 0, 0], "workers must exit 0 on SIGTERM")
+                try await Self.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
+                // 2,000 intents of 1–2 tickets ask for ~3,000: the sale must sell out exactly.
+                #expect(result.ticketsConfirmed == capacity)
+                #expect(result.rejected > 0)
+            }
+        }
+
+        @Test("Reserved seating: best available in a section across 4 workers: no seat twice")
+        func seatMapSale() async throws {
+            try await withLiveAPI { api in
+                let created = try await api.post("/events", #"{"name": "Hall", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}, {"name": "B", "rows": 10, "seats_per_row": 20}]}"#)
+                let event = Int64(created["id"] ?? "") ?? -1
+                let workers = workerProcesses(api.database, batchSize: 32)
+                try workers.spawn(4)
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 800)
+                load.clients = 48
+                load.quantities = 1...4
+                load.sections = [nil, "A", "B"]
+                let result = await SaleLoad(load).run(client: api.http)
+                #expect(await workers.terminateAll() == [0, 0, 0, 0])
+                try await Self.expectSettledExactlyOnce(result, api: api, event: event, capacity: 400)
+                #expect(result.ticketsConfirmed == 400, "800 intents of 1–4 seats must sell all 400")
+                #expect(result.seats.count == 400)
+            }
+        }
+
+        @Test("A worker SIGKILLed mid-sale: its batch rolls back, another worker claims it, all settled once")
+        func workerKilledMidSale() async throws {
+            try await withLiveAPI { api in
+                let capacity = 1_500
+                let event = try await api.createGeneralAdmission(capacity)
+                // Buyers only submit, so a backlog builds up and the kill lands in the middle of the drain.
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 3_000)
+                load.clients = 32
+                load.awaitOutcome = false
+                let submitted = await SaleLoad(load).run(client: api.http)
+                #expect(submitted.accepted.count == 3_000)
+
+                let workers = workerProcesses(api.database, batchSize: 8)
+                try workers.spawn(4)
+                var kills = 0
+                // Kill a worker at least three times while the queue is still draining.
+                while kills < 3 {
+                    try await Task.sleep(for: .milliseconds(150))
+                    guard try await api.count("intents") > 0 else { break }
+                    workers.kill(at: kills % workers.count)
+                    try workers.spawn(1)
+                    kills += 1
+                }
+                #expect(kills >= 1, "the queue drained before any kill: make the backlog larger")
+                let deadline = ContinuousClock.now + .seconds(120)
+                while try await api.count("intents") > 0, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(await workers.terminateAll() == [0, 0, 0, 0])
+                var result = submitted
+                for id in submitted.accepted {
+                    let status = try #require(try await api.store.status(of: id))
+                    switch status.state {
+                    case .decided(.confirmed(let quantity, _)):
+                        result.confirmed += 1
+                        result.ticketsConfirmed += quantity
+                    case .decided(.rejected):
+                        result.rejected += 1
+                    case .pending:
+                        result.undecided += 1
+                    }
+                }
+                try await Self.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
+                #expect(result.ticketsConfirmed == capacity)
+            }
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import BoxofficeCore
+import BoxofficeStore
+import Foundation
+import Testing
+
+extension IntegrationTests {
+    @Suite("Store")
+    struct StoreTests {
+        @Test("migrate twice is a no-op")
+        func migrateTwice() async throws {
+            let database = try await TestCluster.freshDatabase()
+            let again = try await withStore(database) { store in
+                try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+            }
+            #expect(again.isEmpty)
+        }
+
+        @Test("The audit catches a broken invariant (it can fail)")
+        func auditCatchesCorruption() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
+                let drafts = (0..<2).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
+                _ = try await store.enqueue(drafts)
+                _ = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                #expect(try await store.audit().isClean)
+
+                // Give the second order the first order's seat: a seat in two orders, and a sold seat in no order.
+                try await store.client.query("""
+                    UPDATE outcomes SET seats = (SELECT seats FROM outcomes WHERE status = 'confirmed' ORDER BY intent_id LIMIT 1)
+                    WHERE intent_id = (SELECT max(intent_id) FROM outcomes)
+                    """)
+                let report = try await store.audit()
+                #expect(report.violations.contains { $0.hasPrefix("a seat is in two orders") })
+                #expect(report.violations.contains { $0.hasPrefix("the seat map's sold seats differ") })
+
+                try await store.client.query("UPDATE inventory SET sold = sold + 1, available = available - 1")
+                #expect(try await store.audit().violations.contains { $0.hasPrefix("inventory.sold differs") })
+            }
+        }
+
+        @Test("A batch that fails mid-settle rolls back entirely and the intents are claimed again")
+        func failedBatchRollsBack() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Gig", layout: .generalAdmission(capacity: 5))
+                let drafts = (0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
+                _ = try await store.enqueue(drafts)
+                // A trigger that fails the settle statement halfway, as a crash or a timeout would.
+                try await store.client.query("""
+                    CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$
+                    """)
+                try await store.client.query("CREATE TRIGGER fail_settle BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION fail_once()")
+                await #expect(throws: (any Error).self) {
+                    try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                }
+                #expect(try await store.eventSummary(event.id)?.pending == 3)
+                #expect(try await store.eventSummary(event.id)?.sold == 0)
+                try await store.client.query("DROP TRIGGER fail_settle ON outcomes")
+                let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                #expect(report?.confirmed == 3)
+                #expect(try await store.audit().isClean)
+            }
+        }
+
+        @Test("Workers skip an event whose allocation right another transaction holds, and serve the next")
+        func busyEventIsSkipped() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let busy = try await store.createEvent(name: "Busy", layout: .generalAdmission(capacity: 5))
+                let free = try await store.createEvent(name: "Free", layout: .generalAdmission(capacity: 5))
+                _ = try await store.enqueue([busy, free].map { IntentDraft(eventID: $0.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                try await store.client.withTransaction(logger: testLogger) { connection in
+                    try await connection.query("SELECT 1 FROM inventory WHERE event_id = \(busy.id) FOR NO KEY UPDATE", logger: testLogger)
+                    let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                    #expect(report?.eventID == free.id)
+                    // Intake is not blocked by the held allocation right.
+                    let accepted = try await store.enqueue([IntentDraft(eventID: busy.id, customer: "d", request: .anywhere(quantity: 1), idempotencyKey: nil)])
+                    #expect(accepted.count == 1)
+                    #expect(try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) } == nil)
+                }
+                let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                #expect(report?.eventID == busy.id)
+                #expect(report?.intents == 2)
+            }
+        }
+    }
+}
+
+@Suite("Migration files")
+struct MigrationFileTests {
+    @Test("Statements split at top-level semicolons only: quotes, dollar quotes and comments kept whole")
+    func splitting() {
+        let sql = """
+            -- a comment; with a semicolon
+            CREATE TABLE a (x text DEFAULT 'a;b');
+            /* block; comment */ CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN RETURN 1; END $body$;
+            SELECT $$;$$, "odd;name"
+            """
+        let statements = Migration(version: 1, name: "x.sql", sql: sql).statements
+        #expect(statements.count == 3)
+        #expect(statements[0] == "CREATE TABLE a (x text DEFAULT 'a;b')")
+        #expect(statements[1].hasSuffix("$body$ BEGIN RETURN 1; END $body$"))
+        #expect(statements[2] == #"SELECT $$;$$, "odd;name""#)
+    }
+
+    @Test("The repository's migrations load in order")
+    func repositoryMigrations() throws {
+        let migrations = try Migration.load(directory: Migration.defaultDirectory())
+        #expect(migrations.first?.version == 1)
+        #expect(migrations.map(\.version) == migrations.map(\.version).sorted())
+        #expect(migrations.allSatisfy { !$0.statements.isEmpty })
+    }
+}

@@ -1,0 +1,170 @@
+import AsyncHTTPClient
+import BoxofficeAPI
+import BoxofficeCore
+import BoxofficeHarness
+import BoxofficeStore
+import EmbeddedPostgres
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// The one PostgreSQL of this test run: DATABASE_URL's server if set, else a private cluster
+/// started from the installed binaries (as the `postgres` user when running as root).
+enum TestCluster {
+    struct Handle: Sendable {
+        let base: DatabaseConfiguration
+        let cluster: EmbeddedPostgres?
+    }
+
+    static let handle: Result<Handle, any Error> = Result {
+        if let configured = try DatabaseConfiguration.fromEnvironment() {
+            return Handle(base: configured, cluster: nil)
+        }
+        // Tests assert behaviour, not durability: fsync off keeps them quick.
+        let cluster = try EmbeddedPostgres.start(options: .init(durable: false, maxConnections: 400))
+        return Handle(base: try DatabaseConfiguration(url: cluster.url), cluster: cluster)
+    }
+
+    static let counter = Atomic<Int>(0)
+
+    /// A fresh, migrated database for one test.
+    static func freshDatabase() async throws -> DatabaseConfiguration {
+        let handle = try handle.get()
+        let name = "t_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)_\(UInt32.random(in: 0...UInt32.max))"
+        try await withStore(handle.base) { store in
+            try await store.client.query("CREATE DATABASE \(unescaped: name)")
+        }
+        var configuration = handle.base
+        configuration.database = name
+        configuration.connectionsMax = 32
+        try await withStore(configuration) { store in
+            try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+        }
+        return configuration
+    }
+}
+
+let testLogger: Logger = {
+    var logger = Logger(label: "boxoffice.tests")
+    logger.logLevel = .warning
+    return logger
+}()
+
+/// Runs `body` with a Store whose pool runs for exactly as long as `body`.
+@discardableResult
+func withStore<T: Sendable>(_ configuration: DatabaseConfiguration, _ body: @Sendable @escaping (Store) async throws -> T) async throws -> T {
+    let store = Store(configuration: configuration, logger: testLogger)
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            await store.run()
+            return nil
+        }
+        defer { group.cancelAll() }
+        try await store.checkReachable()
+        return try await body(store)
+    }
+}
+
+/// A fresh database with the API running in-process on a free port.
+struct LiveAPI: Sendable {
+    let store: Store
+    let baseURL: String
+    let database: DatabaseConfiguration
+    let http: HTTPClient
+
+    struct Reply: Sendable {
+        let status: Int
+        /// Top-level scalar fields, as text.
+        let fields: [String: String]
+        /// Top-level arrays of strings (e.g. seats).
+        let arrays: [String: [String]]
+        let headers: [(String, String)]
+
+        subscript(key: String) -> String? { fields[key] }
+        var error: String? { fields["error"] }
+    }
+
+    /// Sends a request; `body` is raw bytes so malformed input can be sent as is.
+    func send(_ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> Reply {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let response = try await http.execute(request, timeout: .seconds(60))
+        let bytes = try await response.body.collect(upTo: 1 << 22)
+        let json = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any] ?? [:]
+        return Reply(
+            status: Int(response.status.code),
+            fields: json.compactMapValues { $0 is [Any] || $0 is [String: Any] || $0 is NSNull ? nil : "\($0)" },
+            arrays: json.compactMapValues { $0 as? [String] },
+            headers: response.headers.map { ($0.name, $0.value) })
+    }
+
+    func post(_ path: String, _ body: String, headers: [(String, String)] = []) async throws -> Reply {
+        try await send(.POST, path, body: body, headers: headers)
+    }
+
+    func get(_ path: String) async throws -> Reply { try await send(.GET, path) }
+
+    /// Counts rows of a table: "nothing was written" checks.
+    func count(_ table: String) async throws -> Int {
+        var total = 0
+        for try await value in try await store.client.query("SELECT count(*) FROM \(unescaped: table)").decode(Int.self) { total = value }
+        return total
+    }
+
+    func createGeneralAdmission(_ capacity: Int) async throws -> Int64 {
+        let reply = try await post("/events", #"{"name": "GA \#(capacity)", "capacity": \#(capacity)}"#)
+        #expect(reply.status == 201)
+        return Int64(reply["id"] ?? "") ?? -1
+    }
+}
+
+/// Runs `body` against an API on a fresh database, then shuts everything down.
+func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in }, _ body: @Sendable @escaping (LiveAPI) async throws -> Void) async throws {
+    let database = try await TestCluster.freshDatabase()
+    let store = Store(configuration: database, logger: testLogger)
+    var configuration = APIConfiguration()
+    configuration.port = 0
+    configure(&configuration)
+    let port = Mutex<Int?>(nil)
+    let app = buildApplication(store: store, configuration: configuration, logger: testLogger) { bound in port.withLock { $0 = bound } }
+    var httpConfiguration = HTTPClient.Configuration()
+    httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+    do {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: testLogger))
+            group.addTask { try await serviceGroup.run() }
+            defer { group.cancelAll() }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while port.withLock({ $0 }) == nil {
+                guard ContinuousClock.now < deadline else { throw CancellationError() }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            try await body(LiveAPI(store: store, baseURL: "http://127.0.0.1:\(port.withLock { $0 }!)", database: database, http: http))
+            await serviceGroup.triggerGracefulShutdown()
+        }
+    } catch {
+        try? await http.shutdown()
+        throw error
+    }
+    try await http.shutdown()
+}
+
+/// `boxoffice work` processes against `database`, SIGTERMed (and checked) by the caller.
+func workerProcesses(_ database: DatabaseConfiguration, batchSize: Int, extra: [String] = []) -> WorkerProcesses {
+    WorkerProcesses(
+        executable: WorkerProcesses.siblingExecutable(),
+        databaseURL: database.url,
+        arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning", "--poll-milliseconds", "100"] + extra,
+        logDirectory: FileManager.default.temporaryDirectory)
+}
