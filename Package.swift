@@ -52,6 +52,7 @@ let package = Package(
                 "BoxofficeStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         // What demo, bench and the integration tests share: worker processes and the HTTP sale generator.

@@ -12,16 +12,22 @@ public final class WorkerProcesses: @unchecked Sendable {
     let environment: [String: String]
     let arguments: [String]
     let logDirectory: URL?
+    let subcommand: String
 
     /// - Parameters:
     ///   - executable: the `boxoffice` binary.
     ///   - databaseURL: handed to the children as DATABASE_URL.
     ///   - arguments: extra `work` options, e.g. `["--batch-size", "512"]`.
     ///   - logDirectory: where each child's stderr goes (`worker-N.log`); nil discards it.
-    public init(executable: URL, databaseURL: String, arguments: [String] = [], logDirectory: URL? = nil) {
+    ///   - subcommand: `work`, or `serve` for API processes.
+    ///   - environment: extra variables for the children (tokens, say).
+    public init(executable: URL, databaseURL: String, arguments: [String] = [], logDirectory: URL? = nil,
+                subcommand: String = "work", environment extra: [String: String] = [:]) {
         self.executable = executable
+        self.subcommand = subcommand
         var environment = ProcessInfo.processInfo.environment
         environment["DATABASE_URL"] = databaseURL
+        environment.merge(extra) { $1 }
         self.environment = environment
         self.arguments = arguments
         self.logDirectory = logDirectory
@@ -45,14 +51,14 @@ public final class WorkerProcesses: @unchecked Sendable {
         for _ in 0..<count {
             let process = Process()
             process.executableURL = executable
-            process.arguments = ["work", "--log-format", "json"] + arguments + ["--parent-pid", "\(getpid())"]
+            process.arguments = [subcommand, "--log-format", "json"] + arguments + (subcommand == "work" ? ["--parent-pid", "\(getpid())"] : [])
             process.environment = environment
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice
             try lock.withLock {
                 spawned += 1
                 if let logDirectory {
-                    let path = logDirectory.appendingPathComponent("worker-\(spawned).log").path
+                    let path = logDirectory.appendingPathComponent("\(subcommand)-\(spawned).log").path
                     _ = FileManager.default.createFile(atPath: path, contents: nil)
                     process.standardError = FileHandle(forWritingAtPath: path)
                 } else {
@@ -62,6 +68,48 @@ public final class WorkerProcesses: @unchecked Sendable {
                 processes.append(process)
             }
         }
+    }
+
+    /// The highest resident set size each running child has reached (VmHWM), in kilobytes.
+    public func peakResidentKilobytes() -> [Int] {
+        pids.compactMap { pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+            else { return nil }
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        }
+    }
+
+    /// The `worker stopped` records the children logged on exit (JSON lines), as key → value maps.
+    public func exitRecords() -> [[String: String]] {
+        guard let logDirectory, let files = try? FileManager.default.contentsOfDirectory(atPath: logDirectory.path) else { return [] }
+        return files.filter { $0.hasPrefix("\(subcommand)-") }.flatMap { file -> [[String: String]] in
+            guard let text = try? String(contentsOfFile: logDirectory.appendingPathComponent(file).path, encoding: .utf8) else { return [] }
+            return text.split(separator: "\n").compactMap { line in
+                guard line.contains("\"worker stopped\""),
+                      let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                else { return nil }
+                return object.mapValues { "\($0)" }
+            }
+        }
+    }
+
+    /// A TCP port on 127.0.0.1 that nothing listens on right now, for a child server.
+    public static func freePort() -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// SIGKILLs the worker at `index` (a crash at an arbitrary instant) and forgets it.

@@ -1,5 +1,6 @@
 import BoxofficeCore
 import BoxofficeStore
+import Histogram
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -23,13 +24,15 @@ public final class AllocationWorker: Service, Sendable {
     }
 
     /// Totals since start, for logs, `work` summaries and the benchmark.
-    public struct Totals: Sendable, Equatable {
+    public struct Totals: Sendable {
         public var batches = 0
         public var intents = 0
         public var confirmed = 0
         public var rejected = 0
         public var ticketsSold = 0
         public var failedBatches = 0
+        /// Wall time of each settled batch (claim to commit), microseconds.
+        public var batchMicroseconds = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
 
     let store: Store
@@ -59,6 +62,9 @@ public final class AllocationWorker: Service, Sendable {
         logger.info("worker stopped", metadata: [
             "batches": "\(totals.batches)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
             "rejected": "\(totals.rejected)", "tickets_sold": "\(totals.ticketsSold)",
+            "batch_p50_us": "\(totals.batchMicroseconds.valueAtPercentile(50))",
+            "batch_p99_us": "\(totals.batchMicroseconds.valueAtPercentile(99))",
+            "batch_max_us": "\(totals.batchMicroseconds.max)",
         ])
     }
 
@@ -67,6 +73,7 @@ public final class AllocationWorker: Service, Sendable {
         var backoff = Duration.milliseconds(50)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
+                let started = ContinuousClock.now
                 let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax) { inventory, batch in
                     Allocator.allocate(batch, from: &inventory)
                 }
@@ -75,7 +82,10 @@ public final class AllocationWorker: Service, Sendable {
                     await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: self.configuration.pollInterval) }
                     continue
                 }
+                let elapsed = (ContinuousClock.now - started).components
+                let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)
                 totalsState.withLock { totals in
+                    _ = totals.batchMicroseconds.record(microseconds)
                     totals.batches += 1
                     totals.intents += report.intents
                     totals.confirmed += report.confirmed

@@ -120,6 +120,7 @@ struct Demo: AsyncParsableCommand {
             let exitCodes = await workerProcesses.terminateAll()
             let audit = try await store.audit(eventID: event.id)
             guard let final = try await store.eventSummary(event.id) else { throw CommandError("event \(event.id) vanished") }
+            await serviceGroup.triggerGracefulShutdown()
             return DemoSummary(result: result, audit: audit, event: final, workerExitCodes: exitCodes)
         }
         summary.print(say: say, intents: intents)

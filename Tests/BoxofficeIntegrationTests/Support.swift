@@ -166,5 +166,12 @@ func workerProcesses(_ database: DatabaseConfiguration, batchSize: Int, extra: [
         executable: WorkerProcesses.siblingExecutable(),
         databaseURL: database.url,
         arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning", "--poll-milliseconds", "100"] + extra,
-        logDirectory: FileManager.default.temporaryDirectory)
+        logDirectory: workerLogDirectory)
 }
+
+/// Worker logs of this test run, kept for a failure's post-mortem.
+let workerLogDirectory: URL = {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-test-workers-\(getpid())")
+    try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    return directory
+}()

@@ -1,0 +1,145 @@
+import BoxofficeCore
+import Foundation
+import PostgresNIO
+
+/// Statements only the benchmark runs: bulk pre-queueing, and the reference designs Boxoffice is
+/// measured against, on the same schema. Kept here so that every line of SQL stays in the Store.
+extension Store {
+    /// Queues `count` intents for `eventID` in one statement, as if they had arrived in that order.
+    /// `quantities` cycles (1, 2, 1, 2…); `sections` cycles too (nil = anywhere).
+    public func prequeue(eventID: EventID, count: Int, quantities: [Int] = [1], sections: [String?] = [nil]) async throws {
+        precondition(count >= 0 && !quantities.isEmpty && !sections.isEmpty)
+        let sectionTexts = sections.map { $0 ?? "" }
+        try await client.query("""
+            INSERT INTO intents (public_id, event_id, customer, quantity, section)
+            SELECT gen_random_uuid(), \(eventID), 'bench-' || g,
+                   (\(quantities)::int[])[1 + g % \(quantities.count)],
+                   NULLIF((\(sectionTexts)::text[])[1 + g % \(sectionTexts.count)], '')
+            FROM generate_series(1, \(count)) AS g
+            """, logger: logger)
+    }
+
+    /// Intents still queued for `eventID`.
+    public func queuedCount(eventID: EventID) async throws -> Int {
+        for try await count in try await client.query("SELECT count(*) FROM intents WHERE event_id = \(eventID)", logger: logger).decode(Int.self) {
+            return count
+        }
+        return 0
+    }
+
+    /// Settled batches of an event: each batch's outcomes share one statement timestamp.
+    public func settledBatchCount(eventID: EventID) async throws -> Int {
+        for try await count in try await client.query("SELECT count(DISTINCT decided_at) FROM outcomes WHERE event_id = \(eventID)", logger: logger).decode(Int.self) {
+            return count
+        }
+        return 0
+    }
+
+    /// Runs a statement outside any transaction, e.g. `CREATE DATABASE` for a benchmark cell.
+    public func execute(unsafeSQL sql: String) async throws {
+        try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+    }
+
+    /// A server setting, e.g. `fsync`, for the benchmark's report.
+    public func setting(_ name: String) async throws -> String {
+        for try await value in try await client.query("SELECT current_setting(\(name))", logger: logger).decode(String.self) { return value }
+        return "?"
+    }
+}
+
+/// The usual designs a flash sale is built with, one purchase per transaction, for comparison.
+public enum ReferenceStrategy: String, CaseIterable, Sendable {
+    /// (a) Lock the event's inventory row (`SELECT … FOR UPDATE`), check, update, record the order, commit.
+    case rowLock = "row_lock"
+    /// (b) Take one free seat row with `FOR UPDATE SKIP LOCKED`, fail fast when none is free.
+    case skipLockedSeat = "skip_locked_seat"
+    /// (c) One atomic `UPDATE … SET available = available - 1 WHERE available > 0`, recording the order.
+    case atomicDecrement = "atomic_decrement"
+
+    public var title: String {
+        switch self {
+        case .rowLock: "(a) SELECT … FOR UPDATE per purchase"
+        case .skipLockedSeat: "(b) one seat row FOR UPDATE SKIP LOCKED per purchase"
+        case .atomicDecrement: "(c) atomic UPDATE … WHERE available > 0"
+        }
+    }
+}
+
+extension Store {
+    /// Creates the per-seat table design (b) needs, with one row per ticket of `eventID`.
+    public func prepareReferenceSeats(eventID: EventID, capacity: Int) async throws {
+        try await client.query("""
+            CREATE TABLE IF NOT EXISTS reference_seats (
+                event_id bigint NOT NULL, seat_no integer NOT NULL, sold boolean NOT NULL DEFAULT false,
+                PRIMARY KEY (event_id, seat_no))
+            """, logger: logger)
+        try await client.query("""
+            INSERT INTO reference_seats (event_id, seat_no) SELECT \(eventID), g FROM generate_series(1, \(capacity)) g
+            """, logger: logger)
+        try await client.query("CREATE INDEX IF NOT EXISTS reference_seats_free ON reference_seats (event_id, seat_no) WHERE NOT sold", logger: logger)
+    }
+
+    /// Design (b) counts nothing on the hot inventory row (that is its point); bring the counters in
+    /// line with its seats afterwards so the audit can check the run.
+    public func reconcileReferenceSeats(eventID: EventID) async throws {
+        try await client.query("""
+            UPDATE inventory SET sold = s.sold, available = capacity - s.sold
+            FROM (SELECT count(*)::int AS sold FROM reference_seats WHERE event_id = \(eventID) AND sold) s
+            WHERE event_id = \(eventID)
+            """, logger: logger)
+    }
+
+    /// One purchase of one ticket with `strategy`, in its own transaction; true when a ticket was sold.
+    /// Each writes an outcome row like Boxoffice does, so the comparison is like for like.
+    public func referencePurchase(_ strategy: ReferenceStrategy, eventID: EventID, customer: String) async throws -> Bool {
+        let publicID = UUID()
+        switch strategy {
+        case .rowLock:
+            return try await client.withTransaction(logger: logger) { connection in
+                var available = 0
+                for try await value in try await connection.query(
+                    "SELECT available FROM inventory WHERE event_id = \(eventID) FOR UPDATE", logger: logger).decode(Int.self) { available = value }
+                guard available > 0 else { return false }
+                try await connection.query("""
+                    WITH sold AS (UPDATE inventory SET available = available - 1, sold = sold + 1 WHERE event_id = \(eventID) RETURNING event_id)
+                    INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                    SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                    """, logger: logger)
+                return true
+            }
+        case .skipLockedSeat:
+            return try await client.withTransaction(logger: logger) { connection in
+                var seat: Int?
+                for try await value in try await connection.query("""
+                    SELECT seat_no FROM reference_seats WHERE event_id = \(eventID) AND NOT sold LIMIT 1 FOR UPDATE SKIP LOCKED
+                    """, logger: logger).decode(Int.self) { seat = value }
+                guard let seat else { return false }
+                try await connection.query("""
+                    WITH taken AS (UPDATE reference_seats SET sold = true WHERE event_id = \(eventID) AND seat_no = \(seat) RETURNING event_id)
+                    INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                    SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now()
+                    FROM taken
+                    """, logger: logger)
+                return true
+            }
+        case .atomicDecrement:
+            var sold = false
+            for try await _ in try await client.query("""
+                WITH sold AS (UPDATE inventory SET available = available - 1, sold = sold + 1
+                              WHERE event_id = \(eventID) AND available > 0 RETURNING event_id)
+                INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                RETURNING 1
+                """, logger: logger).decode(Int.self) { sold = true }
+            return sold
+        }
+    }
+}
+
+extension Store {
+    /// Intents queued for all events.
+    public func totalQueued() async throws -> Int {
+        for try await count in try await client.query("SELECT count(*) FROM intents", logger: logger).decode(Int.self) { return count }
+        return 0
+    }
+}

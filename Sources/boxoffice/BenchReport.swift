@@ -1,0 +1,143 @@
+import BoxofficeStore
+import Foundation
+
+extension BenchResults {
+    /// The best single-event general-admission drain: Boxoffice's headline figure.
+    var bestHotEvent: DrainRow? {
+        drain.filter { $0.label == "general admission" }.max { $0.allocationsPerSecond < $1.allocationsPerSecond }
+    }
+
+    func markdown(plan: BenchPlan, environment: [String], command: String) -> String {
+        var lines: [String] = ["# Boxoffice benchmarks", ""]
+        lines += environment.map { "- \($0)" }
+        lines += ["- command: `\(command)`", ""]
+        let f0: (Double) -> String = { String(format: "%.0f", $0) }
+        let f1: (Double) -> String = { String(format: "%.1f", $0) }
+        let f2: (Double) -> String = { String(format: "%.2f", $0) }
+        if !drain.isEmpty {
+            lines += ["## Drain (scenarios 1–3)", "",
+                      "Intents pre-queued, then N `boxoffice work` processes drain them; allocations/s counts decided intents from the first settled batch to the end (or the time budget).", "",
+                      "| scenario | workers | batch | allocations/s | batches/s | batch p50 ms | batch p99 ms | drained | worker peak RSS MB |",
+                      "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+            for row in drain {
+                lines.append("| \(row.label) | \(row.workers) | \(row.batchSize) | \(f0(row.allocationsPerSecond)) | \(f1(row.batchesPerSecond)) | \(f2(row.batchP50Milliseconds)) | \(f2(row.batchP99Milliseconds)) | \(row.drained ? "yes" : "budget") | \(row.workerPeakKilobytes / 1024) |")
+            }
+            lines.append("")
+        }
+        if let health = healthPerSecond, let intake = intakePerSecond {
+            lines += ["## End to end over HTTP (scenario 4)", "",
+                      "API and 2 workers as separate processes; the load generator (this process, AsyncHTTPClient) shares the 2 cores.", "",
+                      "| closed loop, 64 connections | requests/s |", "|---|---:|",
+                      "| `GET /health` (this machine's HTTP ceiling) | \(f0(health)) |",
+                      "| `POST /events/{id}/intents` (group commit) | \(f0(intake)) (\(f2(intake / max(health, 1)))× health) |", ""]
+            if !http.isEmpty {
+                lines += ["Open loop: a fixed offered rate; latencies from the intended send time (ms).", "",
+                          "| offered/s | accepted | intake p50 | intake p99 | outcome p50 | outcome p99 | outcome p99.9 |",
+                          "|---:|---:|---:|---:|---:|---:|---:|"]
+                for row in http {
+                    let r = row.result
+                    let ms: (UInt64) -> String = { String(format: "%.1f", Double($0) / 1000) }
+                    lines.append("| \(row.rate) | \(r.accepted)/\(r.offered) | \(ms(r.intakeLatency.valueAtPercentile(50))) | \(ms(r.intakeLatency.valueAtPercentile(99))) | \(ms(r.outcomeLatency.valueAtPercentile(50))) | \(ms(r.outcomeLatency.valueAtPercentile(99))) | \(ms(r.outcomeLatency.valueAtPercentile(99.9))) |")
+                }
+                lines.append("")
+            }
+            lines += ["Peak RSS under load: API \((apiPeakKilobytes ?? 0) / 1024) MB, worker \((httpWorkerPeakKilobytes ?? 0) / 1024) MB.", ""]
+        }
+        if !reference.isEmpty {
+            lines += ["## Reference designs (scenario 5)", "",
+                      "One transaction per purchase of one ticket, each recording an order row, same schema, same cluster.", "",
+                      "| design | clients | purchases/s | Boxoffice ratio |", "|---|---:|---:|---:|"]
+            let best = bestHotEvent?.allocationsPerSecond
+            for row in reference {
+                let ratio = best.map { f1($0 / max(row.purchasesPerSecond, 1)) + "×" } ?? "—"
+                lines.append("| \(row.strategy.title) | \(row.clients) | \(f0(row.purchasesPerSecond)) | \(ratio) |")
+            }
+            if let hot = bestHotEvent {
+                lines += ["", "Boxoffice: \(f0(hot.allocationsPerSecond)) allocations/s (\(hot.workers) worker(s), batch \(hot.batchSize)), durable."]
+            }
+            lines.append("")
+        }
+        if !queue.isEmpty {
+            lines += ["## Claim cost vs queue length (scenario 6)", "", "| queued | batch p50 ms | batch p99 ms |", "|---:|---:|---:|"]
+            for row in queue { lines.append("| \(row.length) | \(f2(row.batchP50Milliseconds)) | \(f2(row.batchP99Milliseconds)) |") }
+            if let first = queue.first, let last = queue.last, queue.count > 1 {
+                lines += ["", "p50 at \(last.length) / p50 at \(first.length): \(f2(last.batchP50Milliseconds / max(first.batchP50Milliseconds, 0.001)))×"]
+            }
+            lines.append("")
+        }
+        lines.append(failures.isEmpty ? "Every cell's invariant audit was clean." : "FAILED: \(failures.joined(separator: "; "))")
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Throughput vs batch size (one line per worker count) and the HTTP latency percentiles, as SVG.
+    func svg() -> String {
+        let width = 960.0, height = 420.0
+        var parts: [String] = [
+            #"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="420" font-family="sans-serif" font-size="12">"#,
+            #"<rect width="960" height="420" fill="white"/>"#,
+        ]
+        let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+        // Left: allocations/s vs batch size (log x), general admission.
+        let rows = drain.filter { $0.label == "general admission" }
+        let batchSizes = Array(Set(rows.map(\.batchSize))).sorted()
+        let maxRate = max(rows.map(\.allocationsPerSecond).max() ?? 1, 1)
+        let plot = (x: 60.0, y: 40.0, w: 380.0, h: 320.0)
+        parts.append(#"<text x="60" y="24" font-size="14">Drain, one hot event: allocations/s vs batch size</text>"#)
+        parts.append("<rect x=\"\(plot.x)\" y=\"\(plot.y)\" width=\"\(plot.w)\" height=\"\(plot.h)\" fill=\"none\" stroke=\"#999\"/>")
+        let xFor: (Int) -> Double = { size in
+            guard let index = batchSizes.firstIndex(of: size), batchSizes.count > 1 else { return plot.x + plot.w / 2 }
+            return plot.x + 20 + (plot.w - 40) * Double(index) / Double(batchSizes.count - 1)
+        }
+        let yFor: (Double) -> Double = { plot.y + plot.h - plot.h * $0 / (maxRate * 1.1) }
+        for size in batchSizes {
+            parts.append("<text x=\"\(xFor(size))\" y=\"\(plot.y + plot.h + 16)\" text-anchor=\"middle\">\(size)</text>")
+        }
+        for step in 0...4 {
+            let value = maxRate * 1.1 * Double(step) / 4
+            parts.append("<text x=\"\(plot.x - 6)\" y=\"\(yFor(value) + 4)\" text-anchor=\"end\">\(Int(value / 1000))k</text>")
+            parts.append("<line x1=\"\(plot.x)\" x2=\"\(plot.x + plot.w)\" y1=\"\(yFor(value))\" y2=\"\(yFor(value))\" stroke=\"#eee\"/>")
+        }
+        parts.append("<text x=\"\(plot.x + plot.w / 2)\" y=\"\(plot.y + plot.h + 34)\" text-anchor=\"middle\">intents per batch</text>")
+        for (index, workers) in Array(Set(rows.map(\.workers))).sorted().enumerated() {
+            let points = rows.filter { $0.workers == workers }.sorted { $0.batchSize < $1.batchSize }
+                .map { "\(xFor($0.batchSize)),\(yFor($0.allocationsPerSecond))" }.joined(separator: " ")
+            let colour = colours[index % colours.count]
+            parts.append("<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>")
+            parts.append("<text x=\"\(plot.x + 10)\" y=\"\(plot.y + 16 + Double(index) * 16)\" fill=\"\(colour)\">\(workers) worker\(workers == 1 ? "" : "s")</text>")
+        }
+        for row in reference.filter({ $0.clients == reference.map(\.clients).max() }) {
+            let y = yFor(row.purchasesPerSecond)
+            parts.append("<line x1=\"\(plot.x)\" x2=\"\(plot.x + plot.w)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>")
+            parts.append("<text x=\"\(plot.x + plot.w - 4)\" y=\"\(y - 3)\" text-anchor=\"end\" fill=\"#666\">\(row.strategy.title.prefix(3)) \(Int(row.purchasesPerSecond))/s</text>")
+        }
+        // Right: intake→outcome latency percentiles per offered rate (log y).
+        let right = (x: 540.0, y: 40.0, w: 380.0, h: 320.0)
+        parts.append(#"<text x="540" y="24" font-size="14">HTTP intake→outcome latency by percentile (ms)</text>"#)
+        parts.append("<rect x=\"\(right.x)\" y=\"\(right.y)\" width=\"\(right.w)\" height=\"\(right.h)\" fill=\"none\" stroke=\"#999\"/>")
+        let percentiles = [50.0, 90.0, 99.0, 99.9]
+        let maxLatency = max(http.map { Double($0.result.outcomeLatency.valueAtPercentile(99.9)) / 1000 }.max() ?? 1, 1)
+        let logMax = log10(maxLatency * 2), logMin = log10(0.5)
+        let latencyY: (Double) -> Double = { right.y + right.h - right.h * (log10(max($0, 0.5)) - logMin) / (logMax - logMin) }
+        for (index, p) in percentiles.enumerated() {
+            let x = right.x + 30 + (right.w - 60) * Double(index) / Double(percentiles.count - 1)
+            parts.append("<text x=\"\(x)\" y=\"\(right.y + right.h + 16)\" text-anchor=\"middle\">p\(p == 99.9 ? "99.9" : String(Int(p)))</text>")
+        }
+        var tick = 1.0
+        while tick <= maxLatency * 2 {
+            parts.append("<text x=\"\(right.x - 6)\" y=\"\(latencyY(tick) + 4)\" text-anchor=\"end\">\(tick >= 1 ? String(Int(tick)) : String(tick))</text>")
+            parts.append("<line x1=\"\(right.x)\" x2=\"\(right.x + right.w)\" y1=\"\(latencyY(tick))\" y2=\"\(latencyY(tick))\" stroke=\"#eee\"/>")
+            tick *= 10
+        }
+        for (index, row) in http.enumerated() {
+            let colour = colours[index % colours.count]
+            let points = percentiles.enumerated().map { offset, p in
+                "\(right.x + 30 + (right.w - 60) * Double(offset) / Double(percentiles.count - 1)),\(latencyY(Double(row.result.outcomeLatency.valueAtPercentile(p)) / 1000))"
+            }.joined(separator: " ")
+            parts.append("<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>")
+            parts.append("<text x=\"\(right.x + 10)\" y=\"\(right.y + 16 + Double(index) * 16)\" fill=\"\(colour)\">\(row.rate)/s offered</text>")
+        }
+        _ = (width, height)
+        parts.append("</svg>")
+        return parts.joined(separator: "\n") + "\n"
+    }
+}
