@@ -28,34 +28,11 @@ extension Store {
             // The allocation right: the inventory row of an event with queued intents that no other worker
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
-            let picked = try await connection.query("""
-                WITH RECURSIVE queued(event_id) AS (
-                    (SELECT event_id FROM intents ORDER BY event_id LIMIT 1)
-                    UNION ALL
-                    SELECT (SELECT i.event_id FROM intents i WHERE i.event_id > q.event_id ORDER BY i.event_id LIMIT 1)
-                    FROM queued q WHERE q.event_id IS NOT NULL
-                )
-                SELECT inv.event_id, inv.capacity, inv.available
-                FROM inventory inv
-                WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL)
-                ORDER BY inv.served_at, inv.event_id
-                LIMIT 1
-                FOR NO KEY UPDATE SKIP LOCKED
-                """, logger: logger)
-            var pick: (EventID, Int, Int)?
-            for try await row in picked.decode((EventID, Int, Int).self) { pick = row }
-            guard let (eventID, capacity, available) = pick else { return nil }
+            guard let (eventID, capacity, available) = try await self.rows(PickEventStatement(), on: connection).first else { return nil }
 
-            let claimed = try await connection.query("""
-                SELECT id, quantity, section, seats FROM intents
-                WHERE event_id = \(eventID)
-                ORDER BY id
-                LIMIT \(batchSizeMax)
-                FOR UPDATE SKIP LOCKED
-                """, logger: logger)
             var batch: [PendingIntent] = []
             batch.reserveCapacity(batchSizeMax)
-            for try await (id, quantity, section, seats) in claimed.decode((Int64, Int, String?, [String]?).self) {
+            for (id, quantity, section, seats) in try await self.rows(ClaimStatement(eventID: eventID, batchSizeMax: batchSizeMax), on: connection) {
                 batch.append(PendingIntent(id: id, request: try PurchaseRequest(quantity: quantity, section: section, seats: seats)))
             }
             guard !batch.isEmpty else { return nil }
@@ -90,13 +67,8 @@ extension Store {
     }
 
     func seatRowsWithFreeSeats(of eventID: EventID, on connection: PostgresConnection) async throws -> [SeatRow] {
-        let rows = try await connection.query("""
-            SELECT r.section, r.row_number, s.seats_per_row, r.taken
-            FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
-            WHERE r.event_id = \(eventID) AND r.free > 0
-            """, logger: logger)
         var result: [SeatRow] = []
-        for try await (section, rowNumber, width, taken) in rows.decode((Int, Int, Int, ByteBuffer).self) {
+        for (section, rowNumber, width, taken) in try await rows(SeatRowsStatement(eventID: eventID), on: connection) {
             let bytes = Array(taken.readableBytesView)
             let bits = (0..<width).map { bytes[$0 >> 3] & (1 << UInt8($0 & 7)) != 0 }
             result.append(SeatRow(sectionIndex: section, row: rowNumber, taken: bits))
@@ -124,39 +96,125 @@ extension Store {
             for (index, isTaken) in row.taken.enumerated() where isTaken { bytes[index >> 3] |= 1 << UInt8(index & 7) }
             return ByteBuffer(bytes: bytes)
         }
-        let result = try await connection.query("""
-            WITH decided AS (
-                SELECT * FROM unnest(\(batch.map(\.id))::bigint[], \(statuses)::text[], \(reasons)::text[], \(seats)::text[])
-                    AS d(intent_id, status, reason, seats)
-            ), moved AS (
-                DELETE FROM intents i USING decided d WHERE i.id = d.intent_id AND i.event_id = \(eventID)
-                RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats IS NOT NULL AS exact_seats, i.created_at,
-                          d.status, d.reason, d.seats
-            ), recorded AS (
-                INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats, accepted_at, decided_at)
-                SELECT id, public_id, event_id, customer, quantity, section, exact_seats, status, NULLIF(reason, ''),
-                       coalesce(string_to_array(NULLIF(seats, ''), ','), '{}'), created_at, statement_timestamp()
-                FROM moved
-                RETURNING 1
-            ), rows_written AS (
-                UPDATE seat_rows r SET taken = u.taken, free = u.free
-                FROM unnest(\(changed.map(\.sectionIndex))::int[], \(changed.map(\.row))::int[], \(bitmaps)::bytea[], \(changed.map(\.free))::int[])
-                    AS u(section, row_number, taken, free)
-                WHERE r.event_id = \(eventID) AND r.section = u.section AND r.row_number = u.row_number
-                RETURNING 1
-            ), counted AS (
-                UPDATE inventory SET sold = sold + \(ticketsSold), available = available - \(ticketsSold), served_at = statement_timestamp()
-                WHERE event_id = \(eventID)
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
-                   pg_notify(\(Self.outcomesChannel), \(String(eventID)))
-            """, logger: logger)
-        for try await (recorded, rowsWritten, counted, _) in result.decode((Int, Int, Int, String).self) {
+        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id), statuses: statuses, reasons: reasons, seats: seats,
+                                        changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
+        for (recorded, rowsWritten, counted, _) in try await rows(statement, on: connection) {
             guard recorded == batch.count, rowsWritten == changed.count, counted == 1 else {
                 throw StoreError.invariantBroken(
                     "event \(eventID): settle wrote \(recorded)/\(batch.count) outcomes, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
             }
         }
     }
+}
+
+/// The allocation right: the inventory row of an event with queued intents that no other worker
+/// holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
+/// index scan), so its cost follows the number of events with work, not the queue's length.
+struct PickEventStatement: StoreStatement {
+    typealias Row = (EventID, Int, Int)
+    static let sample = PickEventStatement()
+
+    var query: PostgresQuery {
+        """
+        WITH RECURSIVE queued(event_id) AS (
+            (SELECT event_id FROM intents ORDER BY event_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT i.event_id FROM intents i WHERE i.event_id > q.event_id ORDER BY i.event_id LIMIT 1)
+            FROM queued q WHERE q.event_id IS NOT NULL
+        )
+        SELECT inv.event_id, inv.capacity, inv.available
+        FROM inventory inv
+        WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL)
+        ORDER BY inv.served_at, inv.event_id
+        LIMIT 1
+        FOR NO KEY UPDATE SKIP LOCKED
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The oldest queued intents of one event, locked for this transaction.
+struct ClaimStatement: StoreStatement {
+    typealias Row = (Int64, Int, String?, [String]?)
+    static let sample = ClaimStatement(eventID: 0, batchSizeMax: 1)
+    let eventID: EventID
+    let batchSizeMax: Int
+
+    var query: PostgresQuery {
+        """
+        SELECT id, quantity, section, seats FROM intents
+        WHERE event_id = \(eventID)
+        ORDER BY id
+        LIMIT \(batchSizeMax)
+        FOR UPDATE SKIP LOCKED
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The seat rows of an event that still have a free seat, with their bitmaps.
+struct SeatRowsStatement: StoreStatement {
+    typealias Row = (Int, Int, Int, ByteBuffer)
+    static let sample = SeatRowsStatement(eventID: 0)
+    let eventID: EventID
+
+    var query: PostgresQuery {
+        """
+        SELECT r.section, r.row_number, s.seats_per_row, r.taken
+        FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
+        WHERE r.event_id = \(eventID) AND r.free > 0
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Writes a decided batch: outcomes in, intents out, changed seat rows and the counters updated,
+/// waiters notified at commit; returns the row counts so the caller can check them.
+struct SettleStatement: StoreStatement {
+    typealias Row = (Int, Int, Int, String)
+    static let sample = SettleStatement(eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], changed: [], bitmaps: [], ticketsSold: 0)
+    let eventID: EventID
+    let intentIDs: [Int64]
+    let statuses: [String]
+    let reasons: [String]
+    let seats: [String]
+    let changed: [SeatRow]
+    let bitmaps: [ByteBuffer]
+    let ticketsSold: Int
+
+    var query: PostgresQuery {
+        """
+        WITH decided AS (
+            SELECT * FROM unnest(\(intentIDs)::bigint[], \(statuses)::text[], \(reasons)::text[], \(seats)::text[])
+                AS d(intent_id, status, reason, seats)
+        ), moved AS (
+            DELETE FROM intents i USING decided d WHERE i.id = d.intent_id AND i.event_id = \(eventID)
+            RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats IS NOT NULL AS exact_seats, i.created_at,
+                      d.status, d.reason, d.seats
+        ), recorded AS (
+            INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats, accepted_at, decided_at)
+            SELECT id, public_id, event_id, customer, quantity, section, exact_seats, status, NULLIF(reason, ''),
+                   coalesce(string_to_array(NULLIF(seats, ''), ','), '{}'), created_at, statement_timestamp()
+            FROM moved
+            RETURNING 1
+        ), rows_written AS (
+            UPDATE seat_rows r SET taken = u.taken, free = u.free
+            FROM unnest(\(changed.map(\.sectionIndex))::int[], \(changed.map(\.row))::int[], \(bitmaps)::bytea[], \(changed.map(\.free))::int[])
+                AS u(section, row_number, taken, free)
+            WHERE r.event_id = \(eventID) AND r.section = u.section AND r.row_number = u.row_number
+            RETURNING 1
+        ), counted AS (
+            UPDATE inventory SET sold = sold + \(ticketsSold), available = available - \(ticketsSold), served_at = statement_timestamp()
+            WHERE event_id = \(eventID)
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
+               pg_notify(\(Store.outcomesChannel), \(eventID)::text)
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }

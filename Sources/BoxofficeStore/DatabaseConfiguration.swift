@@ -21,6 +21,9 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     public var connectTimeoutMilliseconds: Int = 5_000
     /// `sslmode=require` in the URL; loopback defaults to plain TCP.
     public var requireTLS: Bool = false
+    /// Hot statements run as named prepared statements (parsed and planned once per connection).
+    /// Turn off behind PgBouncer in transaction mode older than 1.21, which cannot keep them.
+    public var preparedStatements: Bool = true
 
     public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String) {
         self.host = host

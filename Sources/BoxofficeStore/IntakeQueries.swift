@@ -67,6 +67,42 @@ extension PurchaseRequest {
     }
 }
 
+/// Inserts a group of intents and their Idempotency-Keys in one statement and notifies workers.
+/// A key already taken makes its row skip the queue; the caller looks the key up afterwards.
+struct EnqueueStatement: StoreStatement {
+    typealias Row = ([UUID], String)
+    static let sample = EnqueueStatement(drafts: [])
+    let drafts: [IntentDraft]
+
+    var query: PostgresQuery {
+        """
+        WITH input AS (
+            SELECT * FROM unnest(
+                \(drafts.map(\.publicID))::uuid[], \(drafts.map(\.eventID))::bigint[], \(drafts.map(\.customer))::text[],
+                \(drafts.map(\.request.quantity))::int[], \(drafts.map { $0.request.sectionColumn ?? "" })::text[],
+                \(drafts.map { $0.request.seatsColumn ?? "" })::text[], \(drafts.map { $0.idempotencyKey ?? "" })::text[],
+                \(drafts.map(\.fingerprint))::text[]
+            ) WITH ORDINALITY AS t(public_id, event_id, customer, quantity, section, seats, idempotency_key, fingerprint, ord)
+        ), keyed AS (
+            INSERT INTO idempotency_keys (event_id, key, public_id, fingerprint)
+            SELECT event_id, idempotency_key, public_id, fingerprint FROM input WHERE idempotency_key <> ''
+            ON CONFLICT DO NOTHING
+            RETURNING public_id
+        ), queued AS (
+            INSERT INTO intents (public_id, event_id, customer, quantity, section, seats)
+            SELECT public_id, event_id, customer, quantity, NULLIF(section, ''), string_to_array(NULLIF(seats, ''), ',')
+            FROM input
+            WHERE idempotency_key = '' OR public_id IN (SELECT public_id FROM keyed)
+            ORDER BY ord
+            RETURNING public_id
+        )
+        SELECT coalesce(array_agg(public_id), '{}'), pg_notify(\(Store.intentsChannel), '') FROM queued
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
 extension Store {
     /// Commits a group of intents with one statement (one round trip, one fsync), honouring
     /// Idempotency-Keys, and tells workers there is work. Results come back in the order given.
@@ -74,31 +110,8 @@ extension Store {
     /// Group commit is how intake keeps up with HTTP: one INSERT per request tops out far lower.
     public func enqueue(_ drafts: [IntentDraft]) async throws -> [IntakeResult] {
         guard !drafts.isEmpty else { return [] }
-        let rows = try await client.query("""
-            WITH input AS (
-                SELECT * FROM unnest(
-                    \(drafts.map(\.publicID))::uuid[], \(drafts.map(\.eventID))::bigint[], \(drafts.map(\.customer))::text[],
-                    \(drafts.map(\.request.quantity))::int[], \(drafts.map { $0.request.sectionColumn ?? "" })::text[],
-                    \(drafts.map { $0.request.seatsColumn ?? "" })::text[], \(drafts.map { $0.idempotencyKey ?? "" })::text[],
-                    \(drafts.map(\.fingerprint))::text[]
-                ) WITH ORDINALITY AS t(public_id, event_id, customer, quantity, section, seats, idempotency_key, fingerprint, ord)
-            ), keyed AS (
-                INSERT INTO idempotency_keys (event_id, key, public_id, fingerprint)
-                SELECT event_id, idempotency_key, public_id, fingerprint FROM input WHERE idempotency_key <> ''
-                ON CONFLICT DO NOTHING
-                RETURNING public_id
-            ), queued AS (
-                INSERT INTO intents (public_id, event_id, customer, quantity, section, seats)
-                SELECT public_id, event_id, customer, quantity, NULLIF(section, ''), string_to_array(NULLIF(seats, ''), ',')
-                FROM input
-                WHERE idempotency_key = '' OR public_id IN (SELECT public_id FROM keyed)
-                ORDER BY ord
-                RETURNING public_id
-            )
-            SELECT coalesce(array_agg(public_id), '{}'), pg_notify(\(Self.intentsChannel), '') FROM queued
-            """, logger: logger)
         var queued = Set<UUID>()
-        for try await (ids, _) in rows.decode(([UUID], String).self) { queued.formUnion(ids) }
+        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts)) { queued.formUnion(ids) }
 
         let conflicted = drafts.filter { !queued.contains($0.publicID) }
         guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }

@@ -14,6 +14,47 @@ public struct IntentStatus: Sendable, Equatable {
     public let eventID: EventID
     public let quantity: Int
     public let state: State
+
+    public var isDecided: Bool {
+        if case .decided = state { return true }
+        return false
+    }
+}
+
+/// One intent's outcome or queue position. One statement, so an intent settling meanwhile is seen
+/// either pending or decided, never neither.
+struct StatusStatement: StoreStatement {
+    typealias Row = (EventID, Int, String, String?, [String], Int)
+    static let sample = StatusStatement(publicID: UUID())
+    let publicID: UUID
+
+    var query: PostgresQuery {
+        """
+        SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint
+        FROM outcomes o WHERE o.public_id = \(publicID)
+        UNION ALL
+        SELECT i.event_id, i.quantity, 'pending', NULL, '{}'::text[],
+               (SELECT count(*) FROM (SELECT 1 FROM intents q WHERE q.event_id = i.event_id AND q.id < i.id
+                                      LIMIT \(Store.queuePositionCountMax)) ahead)
+        FROM intents i WHERE i.public_id = \(publicID)
+        LIMIT 1
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// The outcomes of a set of intents: one indexed lookup for many long-polls at once.
+struct OutcomesStatement: StoreStatement {
+    typealias Row = (UUID, EventID, Int, String, String?, [String])
+    static let sample = OutcomesStatement(publicIDs: [])
+    let publicIDs: [UUID]
+
+    var query: PostgresQuery {
+        "SELECT public_id, event_id, quantity, status, reason, seats FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])"
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
 extension Store {
@@ -21,44 +62,35 @@ extension Store {
     public static let queuePositionCountMax = 100_000
 
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
-    /// One statement, so an intent settling meanwhile is seen either pending or decided, never neither.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
-        let rows = try await client.query("""
-            SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint
-            FROM outcomes o WHERE o.public_id = \(publicID)
-            UNION ALL
-            SELECT i.event_id, i.quantity, 'pending', NULL, '{}'::text[],
-                   (SELECT count(*) FROM (SELECT 1 FROM intents q WHERE q.event_id = i.event_id AND q.id < i.id
-                                          LIMIT \(Self.queuePositionCountMax)) ahead)
-            FROM intents i WHERE i.public_id = \(publicID)
-            LIMIT 1
-            """, logger: logger)
-        for try await (eventID, quantity, status, reason, seats, ahead) in rows.decode((EventID, Int, String, String?, [String], Int).self) {
-            let state: IntentStatus.State
-            switch status {
-            case "pending":
-                state = .pending(ahead: ahead)
-            case "confirmed":
-                state = .decided(.confirmed(quantity: quantity, seats: seats.compactMap { SeatLabel(parsing: $0) }))
-            default:
-                guard let reason = reason.flatMap(RejectionReason.init(rawValue:)) else {
-                    throw StoreError.invariantBroken("outcome of \(publicID) has unknown reason \(reason ?? "null")")
-                }
-                state = .decided(.rejected(reason))
-            }
-            return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: state)
-        }
-        return nil
+        guard let (eventID, quantity, status, reason, seats, ahead) = try await rows(StatusStatement(publicID: publicID)).first else { return nil }
+        let state: IntentStatus.State = status == "pending"
+            ? .pending(ahead: ahead)
+            : .decided(try Self.outcome(of: publicID, status: status, quantity: quantity, reason: reason, seats: seats))
+        return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: state)
     }
-}
 
-extension Store {
-    /// Which of `publicIDs` have an outcome: one indexed lookup for a whole set of long-polls.
+    /// The decided intents among `publicIDs`, with their outcomes; undecided or unknown ids are absent.
+    public func decidedStatuses(among publicIDs: [UUID]) async throws -> [UUID: IntentStatus] {
+        guard !publicIDs.isEmpty else { return [:] }
+        var result: [UUID: IntentStatus] = [:]
+        for (publicID, eventID, quantity, status, reason, seats) in try await rows(OutcomesStatement(publicIDs: publicIDs)) {
+            let outcome = try Self.outcome(of: publicID, status: status, quantity: quantity, reason: reason, seats: seats)
+            result[publicID] = IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome))
+        }
+        return result
+    }
+
+    /// Which of `publicIDs` have an outcome.
     public func decided(among publicIDs: [UUID]) async throws -> Set<UUID> {
-        guard !publicIDs.isEmpty else { return [] }
-        var decided = Set<UUID>()
-        let rows = try await client.query("SELECT public_id FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])", logger: logger)
-        for try await id in rows.decode(UUID.self) { decided.insert(id) }
-        return decided
+        Set(try await decidedStatuses(among: publicIDs).keys)
+    }
+
+    static func outcome(of publicID: UUID, status: String, quantity: Int, reason: String?, seats: [String]) throws -> Outcome {
+        if status == "confirmed" { return .confirmed(quantity: quantity, seats: seats.compactMap { SeatLabel(parsing: $0) }) }
+        guard let reason = reason.flatMap(RejectionReason.init(rawValue:)) else {
+            throw StoreError.invariantBroken("outcome of \(publicID) has unknown reason \(reason ?? "null")")
+        }
+        return .rejected(reason)
     }
 }

@@ -33,6 +33,9 @@ struct DatabaseOptions: ParsableArguments {
     @Option(help: "Database connections this process may hold at most.")
     var connectionsMax: Int = 16
 
+    @Flag(help: "Run every statement unnamed (behind PgBouncer in transaction mode before 1.21, which cannot keep prepared statements).")
+    var noPreparedStatements = false
+
     @Option(help: "Directory of the numbered SQL migrations (default: BOXOFFICE_MIGRATIONS_DIR, ./db/migrations, or the source checkout).")
     var migrationsDir: String?
 
@@ -42,6 +45,7 @@ struct DatabaseOptions: ParsableArguments {
         }
         guard (1...500).contains(connectionsMax) else { throw CommandError("--connections-max must be between 1 and 500") }
         configuration.connectionsMax = connectionsMax
+        configuration.preparedStatements = !noPreparedStatements
         return configuration
     }
 
