@@ -20,6 +20,15 @@ enum JSONValue: Decodable, Equatable {
         else { self = .object(try container.decode([String: JSONValue].self)) }
     }
 
+    /// Parses `bytes` as one JSON value; malformed input is a 400 that says where it came from.
+    static func parse(_ bytes: ByteBuffer, what: String) throws -> JSONValue {
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw APIError(.badRequest, "malformed_json", "\(what) is not valid JSON")
+        }
+    }
+
     var typeName: String {
         switch self {
         case .null: "null"
@@ -32,32 +41,38 @@ enum JSONValue: Decodable, Equatable {
     }
 }
 
+/// Collects a request body up to `bytesMax` bytes; a larger one is a 413 and is never buffered whole.
+func collectBody(_ request: Request, bytesMax: Int) async throws -> ByteBuffer {
+    do {
+        return try await request.body.collect(upTo: bytesMax)
+    } catch {
+        throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(bytesMax) bytes")
+    }
+}
+
 /// A JSON object body with typed accessors that fail with 422 and the field's name.
 struct JSONObject {
     let fields: [String: JSONValue]
 
     /// Collects the body (bounded), parses it, and insists on an object with only `allowed` keys.
     static func read(_ request: Request, bodyBytesMax: Int, allowed: Set<String>) async throws -> JSONObject {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: bodyBytesMax)
-        } catch {
-            throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(bodyBytesMax) bytes")
-        }
-        let value: JSONValue
-        do {
-            value = try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
-        } catch {
-            throw APIError(.badRequest, "malformed_json", "the request body is not valid JSON")
-        }
-        guard case .object(let fields) = value else {
+        let value = try JSONValue.parse(try await collectBody(request, bytesMax: bodyBytesMax), what: "the request body")
+        guard case .object = value else {
             throw APIError(.badRequest, "malformed_json", "the request body must be a JSON object, got \(value.typeName)")
         }
+        return try JSONObject(value, allowed: allowed)
+    }
+
+    init(fields: [String: JSONValue]) { self.fields = fields }
+
+    /// An object with only `allowed` keys; anything else is a 422 that names the offending keys.
+    init(_ value: JSONValue, allowed: Set<String>) throws {
+        guard case .object(let fields) = value else { throw APIError.invalid("expected a JSON object, got \(value.typeName)") }
         let unknown = Set(fields.keys).subtracting(allowed)
         guard unknown.isEmpty else {
             throw APIError.invalid("unknown field(s) \(unknown.sorted().joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
         }
-        return JSONObject(fields: fields)
+        self.fields = fields
     }
 
     func has(_ key: String) -> Bool { fields[key].map { $0 != .null } ?? false }
@@ -75,12 +90,19 @@ struct JSONObject {
         return trimmed
     }
 
+    /// A string field exactly as sent (no trimming), nil when absent or null.
+    func rawString(_ key: String) throws -> String? {
+        guard let value = fields[key], value != .null else { return nil }
+        guard case .string(let text) = value else { throw APIError.invalid("\(key) must be a string, got \(value.typeName)") }
+        return text
+    }
+
     func integer(_ key: String, in range: ClosedRange<Int>, required: Bool = true) throws -> Int? {
         guard let value = fields[key], value != .null else {
             if required { throw APIError.invalid("\(key) is required") }
             return nil
         }
-        guard case .number(let number) = value, number.rounded() == number, number >= Double(Int.min), number <= Double(Int.max) else {
+        guard case .number(let number) = value, number.rounded() == number, number >= Double(Int.min), number < Double(Int.max) else {
             throw APIError.invalid("\(key) must be an integer, got \(value.typeName)")
         }
         guard range.contains(Int(number)) else {

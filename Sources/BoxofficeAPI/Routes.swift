@@ -19,6 +19,12 @@ public struct APIConfiguration: Sendable {
     public var idempotencyKeyLengthMax = 255
     public var eventNameLengthMax = 200
     public var sectionsMax = 100
+    /// Largest body of a bulk intake request (413 above).
+    public var batchBodyBytesMax = 1024 * 1024
+    /// Most intents in one bulk intake request (413 above).
+    public var batchItemsMax = 1_000
+    /// Who may write. `serve` insists on tokens unless told `--no-auth`.
+    public var access = AccessControl.open
     public var batcher = IntakeBatcher.Configuration()
     public var watcher = OutcomeWatcher.Configuration()
 
@@ -67,6 +73,42 @@ struct AcceptedBody: Encodable {
     enum CodingKeys: String, CodingKey { case id, status, statusURL = "status_url" }
 }
 
+/// One item of a bulk intake answer: the intent it became, or why it was refused.
+struct BatchItemBody: Encodable {
+    let index: Int
+    var id: UUID?
+    var status: String?
+    var statusURL: String?
+    var replayed: Bool?
+    var error: String?
+    var message: String?
+
+    enum CodingKeys: String, CodingKey {
+        case index, id, status, replayed, error, message
+        case statusURL = "status_url"
+    }
+
+    init(index: Int, accepted publicID: UUID, replayed: Bool) {
+        self.index = index
+        id = publicID
+        status = "pending"
+        statusURL = "/intents/\(publicID)"
+        self.replayed = replayed
+    }
+
+    init(index: Int, refused error: APIError) {
+        self.index = index
+        self.error = error.code
+        message = error.message
+    }
+}
+
+struct BatchBody: Encodable {
+    let accepted: Int
+    let rejected: Int
+    let results: [BatchItemBody]
+}
+
 struct StatusBody: Encodable {
     let id: UUID
     let eventID: EventID
@@ -111,6 +153,7 @@ struct Routes: Sendable {
         router.post("/events") { request, _ in try await createEvent(request) }
         router.get("/events/:event") { _, context in try await event(context) }
         router.post("/events/:event/intents") { request, context in try await enqueue(request, context) }
+        router.post("/events/:event/intents/batch") { request, context in try await enqueueBatch(request, context) }
         router.get("/intents/:intent") { request, context in try await status(request, context) }
     }
 
@@ -120,6 +163,7 @@ struct Routes: Sendable {
     }
 
     func createEvent(_ request: Request) async throws -> Response {
+        try configuration.access.authorize(request, as: .admin)
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: ["name", "capacity", "sections"])
         let name = try body.string("name", lengthMax: configuration.eventNameLengthMax)!
         let layout: EventLayout
@@ -168,16 +212,19 @@ struct Routes: Sendable {
         return try jsonResponse(EventBody(summary))
     }
 
+    static let intentFields: Set<String> = ["customer", "quantity", "section", "seats"]
+
     func enqueue(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try configuration.access.authorize(request, as: .producer)
         let id = try eventID(context)
-        let key = try idempotencyKey(request)
-        let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: ["customer", "quantity", "section", "seats"])
+        let key = try request.headers[HTTPField.Name("Idempotency-Key")!].map { raw throws(APIError) in
+            // The IETF draft sends keys as structured-header strings ("…"); plain tokens are accepted too.
+            try idempotencyKey(raw.count >= 2 && raw.hasPrefix("\"") && raw.hasSuffix("\"") ? String(raw.dropFirst().dropLast()) : raw,
+                               name: "Idempotency-Key")
+        }
+        let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
         guard let layout = try await store.layout(of: id) else { throw eventNotFound(id) }
-        let draft = IntentDraft(
-            eventID: id,
-            customer: try body.string("customer", lengthMax: configuration.customerLengthMax)!,
-            request: try purchaseRequest(body, layout: layout),
-            idempotencyKey: key)
+        let draft = try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)
         let result: IntakeResult
         do {
             result = try await batcher.submit(draft)
@@ -192,21 +239,89 @@ struct Routes: Sendable {
             if case .replayed = result { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
             return try jsonResponse(AcceptedBody(id: publicID, statusURL: "/intents/\(publicID)"), status: .accepted, headers: headers)
         case .keyReused(let publicID):
-            throw APIError(.unprocessableContent, "idempotency_key_reused",
-                           "Idempotency-Key \(key ?? "") was already used for intent \(publicID) with a different request; use a new key")
+            throw keyReused(key ?? "", publicID: publicID)
         }
     }
 
-    func idempotencyKey(_ request: Request) throws -> String? {
-        guard let key = request.headers[HTTPField.Name("Idempotency-Key")!] else { return nil }
-        // The IETF draft sends keys as structured-header strings ("…"); plain tokens are accepted too.
-        let trimmed = key.count >= 2 && key.hasPrefix("\"") && key.hasSuffix("\"") ? String(key.dropFirst().dropLast()) : key
-        guard !trimmed.isEmpty, trimmed.count <= configuration.idempotencyKeyLengthMax,
-              trimmed.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
-        else {
-            throw APIError(.badRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to \(configuration.idempotencyKeyLengthMax) visible ASCII characters")
+    /// Bulk intake for producers that batch on their side: a JSON array or NDJSON of intents, written
+    /// with one statement (one fsync). Each item succeeds or fails on its own; a malformed body, an
+    /// unknown event or too many items refuse the whole request and write nothing.
+    func enqueueBatch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try configuration.access.authorize(request, as: .producer)
+        let id = try eventID(context)
+        let items = try batchItems(try await collectBody(request, bytesMax: configuration.batchBodyBytesMax),
+                                   ndjson: request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") ?? false)
+        guard let layout = try await store.layout(of: id) else { throw eventNotFound(id) }
+
+        var results: [BatchItemBody?] = Array(repeating: nil, count: items.count)
+        var drafts: [(index: Int, draft: IntentDraft)] = []
+        for (index, item) in items.enumerated() {
+            do {
+                let body = try JSONObject(item, allowed: Self.intentFields.union(["idempotency_key"]))
+                let key = try body.rawString("idempotency_key").map { raw throws(APIError) in try idempotencyKey(raw, name: "idempotency_key") }
+                drafts.append((index, try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)))
+            } catch let error as APIError {
+                results[index] = BatchItemBody(index: index, refused: error)
+            }
         }
-        return trimmed
+        let written = try await store.enqueue(drafts.map(\.draft))
+        for ((index, draft), result) in zip(drafts, written) {
+            switch result {
+            case .accepted(let publicID): results[index] = BatchItemBody(index: index, accepted: publicID, replayed: false)
+            case .replayed(let publicID): results[index] = BatchItemBody(index: index, accepted: publicID, replayed: true)
+            case .keyReused(let publicID): results[index] = BatchItemBody(index: index, refused: keyReused(draft.idempotencyKey ?? "", publicID: publicID))
+            }
+        }
+        let answered = results.compactMap { $0 }
+        let accepted = answered.count { $0.id != nil }
+        return try jsonResponse(BatchBody(accepted: accepted, rejected: answered.count - accepted, results: answered))
+    }
+
+    /// The items of a bulk body: one JSON array, or one JSON value per line (NDJSON).
+    func batchItems(_ body: ByteBuffer, ndjson: Bool) throws -> [JSONValue] {
+        var items: [JSONValue] = []
+        if ndjson {
+            var line = 0
+            for slice in body.readableBytesView.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+                line += 1
+                guard slice.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }) else { continue }
+                guard items.count < configuration.batchItemsMax else { throw tooManyItems() }
+                items.append(try JSONValue.parse(ByteBuffer(bytes: slice), what: "line \(line) of the NDJSON body"))
+            }
+        } else {
+            guard case .array(let array) = try JSONValue.parse(body, what: "the request body") else {
+                throw APIError(.badRequest, "malformed_json", "the request body must be a JSON array of intents (or NDJSON with Content-Type: application/x-ndjson)")
+            }
+            guard array.count <= configuration.batchItemsMax else { throw tooManyItems() }
+            items = array
+        }
+        guard !items.isEmpty else { throw APIError.invalid("the batch holds no intents; send 1 to \(configuration.batchItemsMax)") }
+        return items
+    }
+
+    func tooManyItems() -> APIError {
+        APIError(.contentTooLarge, "too_many_items", "a batch holds at most \(configuration.batchItemsMax) intents; split it")
+    }
+
+    func keyReused(_ key: String, publicID: UUID) -> APIError {
+        APIError(.unprocessableContent, "idempotency_key_reused",
+                 "Idempotency-Key \(key) was already used for intent \(publicID) with a different request; use a new key")
+    }
+
+    /// A validated intent from a request body (single or one item of a batch).
+    func intentDraft(_ body: JSONObject, eventID: EventID, layout: EventLayout, idempotencyKey: String?) throws -> IntentDraft {
+        IntentDraft(
+            eventID: eventID,
+            customer: try body.string("customer", lengthMax: configuration.customerLengthMax)!,
+            request: try purchaseRequest(body, layout: layout),
+            idempotencyKey: idempotencyKey)
+    }
+
+    func idempotencyKey(_ key: String, name: String) throws(APIError) -> String {
+        guard !key.isEmpty, key.utf8.count <= configuration.idempotencyKeyLengthMax, key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw APIError(.badRequest, "invalid_idempotency_key", "\(name) must be 1 to \(configuration.idempotencyKeyLengthMax) visible ASCII characters")
+        }
+        return key
     }
 
     func purchaseRequest(_ body: JSONObject, layout: EventLayout) throws -> PurchaseRequest {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import BoxofficeAPI
 import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
@@ -311,12 +312,12 @@ final class BenchRunner: Sendable {
         let plan = self.plan
         let logDirectory = logRoot.appendingPathComponent("http")
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
-        let token = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        let token = AccessControl.randomToken()
         let outcome = try await withCellDatabase { database, store -> (BenchResults, AuditReport) in
             var partial = BenchResults()
             let event = try await store.createEvent(name: "http", layout: .generalAdmission(capacity: EventLayout.capacityMax))
             let port = WorkerProcesses.freePort()
-            let tokens = ["BOXOFFICE_PRODUCER_TOKEN": token, "BOXOFFICE_ADMIN_TOKEN": token]
+            let tokens = ["BOXOFFICE_PRODUCER_TOKEN": token, "BOXOFFICE_ADMIN_TOKEN": AccessControl.randomToken()]
             let api = WorkerProcesses(executable: WorkerProcesses.siblingExecutable(), databaseURL: database.url,
                                       arguments: ["--port", "\(port)", "--log-level", "warning", "--connections-max", "32"],
                                       logDirectory: logDirectory, subcommand: "serve", environment: tokens)

@@ -25,7 +25,12 @@ struct Migrate: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the HTTP API: intake (202 after commit), status with long-poll, events, health.",
-        discussion: "Stops on SIGTERM/SIGINT after draining in-flight requests.")
+        discussion: """
+            Writes need a bearer token from the environment: BOXOFFICE_PRODUCER_TOKEN to enqueue intents,
+            BOXOFFICE_ADMIN_TOKEN to create events (it may enqueue too). Each is 16 to 512 visible ASCII
+            characters (openssl rand -hex 24). Without them `serve` refuses to start unless given --no-auth.
+            Reads (GET) need no token. Stops on SIGTERM/SIGINT after draining in-flight requests.
+            """)
 
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0 picks a free one and logs it).") var port = 8080
@@ -35,6 +40,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Rows per group-commit INSERT at most.") var intakeBatchMax = 1_000
     @Option(help: "Group-commit INSERTs in flight at once.") var intakeFlushers = 4
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -57,6 +63,7 @@ struct Serve: AsyncParsableCommand {
         configuration.batcher.batchSizeMax = intakeBatchMax
         configuration.batcher.flushersMax = intakeFlushers
         configuration.watcher.listen = !noListen
+        configuration.access = try accessControl()
         let store = Store(configuration: try database.configuration(), logger: logger)
         let host = configuration.host
         let app = buildApplication(store: store, configuration: configuration, logger: logger) { port in
@@ -64,6 +71,27 @@ struct Serve: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+}
+
+extension Serve {
+    func accessControl() throws -> AccessControl {
+        let configured: AccessControl?
+        do {
+            configured = try AccessControl.fromEnvironment(ProcessInfo.processInfo.environment)
+        } catch {
+            throw CommandError(error.description)
+        }
+        switch (configured, noAuth) {
+        case (let access?, false): return access
+        case (nil, true): return .open
+        case (_?, true): throw CommandError("--no-auth contradicts BOXOFFICE_PRODUCER_TOKEN/BOXOFFICE_ADMIN_TOKEN being set: drop one")
+        case (nil, false):
+            throw CommandError("""
+                no access tokens: set BOXOFFICE_PRODUCER_TOKEN and BOXOFFICE_ADMIN_TOKEN (e.g. $(openssl rand -hex 24) each), \
+                or pass --no-auth to serve without them
+                """)
+        }
     }
 }
 

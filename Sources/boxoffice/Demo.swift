@@ -61,6 +61,8 @@ struct Demo: AsyncParsableCommand {
         let store = Store(configuration: databaseConfiguration, logger: logger)
         var api = APIConfiguration()
         api.port = 0
+        let producerToken = AccessControl.randomToken()
+        api.access = .tokens(producer: producerToken, admin: AccessControl.randomToken())
         let portBox = PortBox()
         let app = buildApplication(store: store, configuration: api, logger: logger) { port in portBox.set(port) }
         let workerProcesses = WorkerProcesses(
@@ -89,6 +91,7 @@ struct Demo: AsyncParsableCommand {
 
             var load = SaleLoad.Configuration(baseURL: "http://127.0.0.1:\(port)", eventID: event.id, intents: settings.intents)
             load.clients = settings.clients
+            load.token = producerToken
             load.seed = settings.seed
             load.quantities = 1...4
             if case .seatMap(let sections) = layout { load.sections = [nil] + sections.map(\.name) }

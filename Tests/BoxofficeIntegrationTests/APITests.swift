@@ -44,6 +44,8 @@ extension IntegrationTests {
                     ("fractional quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1.5}"#, 422, "invalid_request"),
                     ("boolean quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": true}"#, 422, "invalid_request"),
                     ("huge quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1e300}"#, 422, "invalid_request"),
+                    ("quantity at Int.max", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 9223372036854775807}"#, 422, "invalid_request"),
+                    ("quantity at Int.min", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": -9223372036854775808}"#, 422, "invalid_request"),
                     ("missing customer", "/events/\(ga)/intents", #"{"quantity": 1}"#, 422, "invalid_request"),
                     ("blank customer", "/events/\(ga)/intents", #"{"customer": "  ", "quantity": 1}"#, 422, "invalid_request"),
                     ("unknown event", "/events/999999/intents", #"{"customer": "c-1", "quantity": 1}"#, 404, "event_not_found"),

@@ -91,21 +91,32 @@ struct LiveAPI: Sendable {
 
     /// Sends a request; `body` is raw bytes so malformed input can be sent as is.
     func send(_ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> Reply {
+        let (status, replyHeaders, json) = try await exchange(method, path, body: body, headers: headers)
+        return Reply(
+            status: status,
+            fields: json.compactMapValues { $0 is [Any] || $0 is [String: Any] || $0 is NSNull ? nil : "\($0)" },
+            arrays: json.compactMapValues { $0 as? [String] },
+            headers: replyHeaders)
+    }
+
+    /// Sends a request and returns the status with the whole JSON object (nested values included).
+    func sendJSON(_ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> (status: Int, object: [String: Any]) {
+        let (status, _, json) = try await exchange(method, path, body: body, headers: headers)
+        return (status, json)
+    }
+
+    private func exchange(_ method: HTTPMethod, _ path: String, body: String?, headers: [(String, String)]) async throws -> (Int, [(String, String)], [String: Any]) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
+            if !request.headers.contains(name: "Content-Type") { request.headers.add(name: "Content-Type", value: "application/json") }
             request.body = .bytes(ByteBuffer(string: body))
         }
         let response = try await http.execute(request, timeout: .seconds(60))
-        let bytes = try await response.body.collect(upTo: 1 << 22)
+        let bytes = try await response.body.collect(upTo: 1 << 24)
         let json = (try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any] ?? [:]
-        return Reply(
-            status: Int(response.status.code),
-            fields: json.compactMapValues { $0 is [Any] || $0 is [String: Any] || $0 is NSNull ? nil : "\($0)" },
-            arrays: json.compactMapValues { $0 as? [String] },
-            headers: response.headers.map { ($0.name, $0.value) })
+        return (Int(response.status.code), response.headers.map { ($0.name, $0.value) }, json)
     }
 
     func post(_ path: String, _ body: String, headers: [(String, String)] = []) async throws -> Reply {
