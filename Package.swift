@@ -42,7 +42,9 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // The OpenAPI document, served at /openapi.json and read by the API fuzzer.
+            resources: [.copy("Resources/openapi.json")]
         ),
         // The claim → allocate → settle loop.
         .target(

@@ -1,3 +1,4 @@
+import BoxofficeStore
 import Foundation
 import Hummingbird
 import Logging
@@ -30,9 +31,11 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
 
     static func invalid(_ message: String) -> APIError { APIError(.unprocessableContent, "invalid_request", message) }
 
-    /// The database did not answer: the client should retry, and nothing was promised.
+    /// The database did not answer in time: nothing was promised. A write that timed out may still
+    /// commit late, which is why the message points at the Idempotency-Key.
     static let databaseUnavailable = APIError(
-        .serviceUnavailable, "database_unavailable", "the database is not reachable right now; nothing was written, retry shortly",
+        .serviceUnavailable, "database_unavailable",
+        "the database did not answer in time; retry shortly (send an Idempotency-Key and a retry can never create a second intent)",
         headers: [.retryAfter: "1"])
 }
 
@@ -49,7 +52,7 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             throw APIError(error.status, Self.code(for: error.status), error.body ?? Self.message(for: error.status, path: request.uri.path))
         } catch {
-            logger.warning("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(reflecting: error))"])
+            logger.warning("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))"])
             throw APIError.databaseUnavailable
         }
     }

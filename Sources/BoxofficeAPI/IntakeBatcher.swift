@@ -17,6 +17,9 @@ public final class IntakeBatcher: Service, Sendable {
         public var flushersMax = 4
         /// Requests waiting for a flush at most; past it intake answers 503 instead of queueing in memory.
         public var waitingMax = 20_000
+        /// Longest one group INSERT may take (lease included) before its requests get 503; a late commit
+        /// of a timed-out group is possible, which is why clients retry with an Idempotency-Key.
+        public var writeTimeout: Duration = .seconds(5)
 
         public init() {}
     }
@@ -119,10 +122,11 @@ public final class IntakeBatcher: Service, Sendable {
                 continue
             }
             do {
-                let results = try await store.enqueue(group.map(\.draft))
+                let drafts = group.map(\.draft)
+                let results = try await withTimeout(configuration.writeTimeout) { try await self.store.enqueue(drafts) }
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
-                logger.warning("intake group failed", metadata: ["intents": "\(group.count)", "error": "\(String(reflecting: error))"])
+                logger.warning("intake group failed", metadata: ["intents": "\(group.count)", "error": "\(describeDatabaseError(error))"])
                 for waiting in group { waiting.continuation.resume(throwing: error) }
             }
         }

@@ -84,7 +84,7 @@ struct JSONObject {
         }
         guard case .string(let text) = value else { throw APIError.invalid("\(key) must be a string, got \(value.typeName)") }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.count <= lengthMax, trimmed.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F }) else {
+        guard !trimmed.isEmpty, trimmed.unicodeScalars.count <= lengthMax, trimmed.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F }) else {
             throw APIError.invalid("\(key) must be 1 to \(lengthMax) printable characters")
         }
         return trimmed

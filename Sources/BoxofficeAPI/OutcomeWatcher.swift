@@ -104,7 +104,7 @@ public final class OutcomeWatcher: Service, Sendable {
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.info("outcome LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                logger.info("outcome LISTEN connection lost; polling until it is back", metadata: ["error": "\(describeDatabaseError(error))"])
             }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))

@@ -23,6 +23,9 @@ public struct APIConfiguration: Sendable {
     public var batchBodyBytesMax = 1024 * 1024
     /// Most intents in one bulk intake request (413 above).
     public var batchItemsMax = 1_000
+    /// Longest a request waits on the database (a lease, a statement) before answering 503: a
+    /// database that is down or stuck never holds a client past this.
+    public var databaseWaitMilliseconds = 5_000
     /// Who may write. `serve` insists on tokens unless told `--no-auth`.
     public var access = AccessControl.open
     public var batcher = IntakeBatcher.Configuration()
@@ -147,14 +150,32 @@ struct Routes: Sendable {
     let configuration: APIConfiguration
     let logger: Logger
 
+    /// Every path the API serves and the methods it answers there: the router registers exactly
+    /// these, and ``MethodGuardMiddleware`` answers 405 with `Allow` for any other method on them.
+    static let table: [(path: String, methods: [HTTPRequest.Method])] = [
+        ("/health", [.get]), ("/ready", [.get]), ("/openapi.json", [.get]),
+        ("/events", [.post]), ("/events/:event", [.get]),
+        ("/events/:event/intents", [.post]), ("/events/:event/intents/batch", [.post]),
+        ("/intents/:intent", [.get]),
+    ]
+
     func register(on router: Router<BasicRequestContext>) {
         router.get("/health") { _, _ in try jsonResponse(["status": "ok"]) }
         router.get("/ready") { _, _ in try await ready() }
+        let openAPI = OpenAPIDocument.bytes
+        router.get("/openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: openAPI))
+        }
         router.post("/events") { request, _ in try await createEvent(request) }
         router.get("/events/:event") { _, context in try await event(context) }
         router.post("/events/:event/intents") { request, context in try await enqueue(request, context) }
         router.post("/events/:event/intents/batch") { request, context in try await enqueueBatch(request, context) }
         router.get("/intents/:intent") { request, context in try await status(request, context) }
+    }
+
+    /// Runs a Store call under the request's database bound (``APIConfiguration/databaseWaitMilliseconds``).
+    func database<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withTimeout(.milliseconds(configuration.databaseWaitMilliseconds), body)
     }
 
     func ready() async throws -> Response {
@@ -194,7 +215,7 @@ struct Routes: Sendable {
         default:
             throw APIError.invalid("give either capacity (general admission) or sections (a seat map), not both or neither")
         }
-        let summary = try await store.createEvent(name: name, layout: layout)
+        let summary = try await database { try await store.createEvent(name: name, layout: layout) }
         return try jsonResponse(EventBody(summary), status: .created, headers: [.location: "/events/\(summary.id)"])
     }
 
@@ -208,7 +229,7 @@ struct Routes: Sendable {
 
     func event(_ context: BasicRequestContext) async throws -> Response {
         let id = try eventID(context)
-        guard let summary = try await store.eventSummary(id) else { throw eventNotFound(id) }
+        guard let summary = try await database({ try await store.eventSummary(id) }) else { throw eventNotFound(id) }
         return try jsonResponse(EventBody(summary))
     }
 
@@ -223,7 +244,7 @@ struct Routes: Sendable {
                                name: "Idempotency-Key")
         }
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
-        guard let layout = try await store.layout(of: id) else { throw eventNotFound(id) }
+        guard let layout = try await database({ try await store.layout(of: id) }) else { throw eventNotFound(id) }
         let draft = try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)
         let result: IntakeResult
         do {
@@ -251,7 +272,7 @@ struct Routes: Sendable {
         let id = try eventID(context)
         let items = try batchItems(try await collectBody(request, bytesMax: configuration.batchBodyBytesMax),
                                    ndjson: request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") ?? false)
-        guard let layout = try await store.layout(of: id) else { throw eventNotFound(id) }
+        guard let layout = try await database({ try await store.layout(of: id) }) else { throw eventNotFound(id) }
 
         var results: [BatchItemBody?] = Array(repeating: nil, count: items.count)
         var drafts: [(index: Int, draft: IntentDraft)] = []
@@ -264,7 +285,7 @@ struct Routes: Sendable {
                 results[index] = BatchItemBody(index: index, refused: error)
             }
         }
-        let written = try await store.enqueue(drafts.map(\.draft))
+        let written = try await database { [drafts] in try await store.enqueue(drafts.map(\.draft)) }
         for ((index, draft), result) in zip(drafts, written) {
             switch result {
             case .accepted(let publicID): results[index] = BatchItemBody(index: index, accepted: publicID, replayed: false)
@@ -368,16 +389,15 @@ struct Routes: Sendable {
             }
             waitSeconds = seconds
         }
-        guard var status = try await store.status(of: id) else {
+        guard var status = try await database({ try await store.status(of: id) }) else {
             throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
         }
         if case .pending = status.state, waitSeconds > 0 {
-            let store = self.store
             await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
-                if case .decided = (try? await store.status(of: id))?.state { return true }
+                if case .decided = (try? await database { try await store.status(of: id) })?.state { return true }
                 return false
             }
-            status = try await store.status(of: id) ?? status
+            status = try await database { try await store.status(of: id) } ?? status
         }
         return try jsonResponse(StatusBody(status))
     }
@@ -387,10 +407,13 @@ struct Routes: Sendable {
 /// the long-poll watcher, so shutdown drains HTTP, then intake, then closes the pool.
 public func buildApplication(store: Store, configuration: APIConfiguration, logger: Logger,
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-    let batcher = IntakeBatcher(store: store, configuration: configuration.batcher, logger: logger)
+    var batcherConfiguration = configuration.batcher
+    batcherConfiguration.writeTimeout = .milliseconds(configuration.databaseWaitMilliseconds)
+    let batcher = IntakeBatcher(store: store, configuration: batcherConfiguration, logger: logger)
     let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(ErrorMappingMiddleware(logger: logger))
+    router.middlewares.add(MethodGuardMiddleware(table: Routes.table))
     Routes(store: store, batcher: batcher, watcher: watcher, configuration: configuration, logger: logger).register(on: router)
     return Application(
         router: router,

@@ -24,7 +24,7 @@ extension Store {
         allocate: @Sendable (inout Inventory, [PendingIntent]) -> [Outcome]
     ) async throws -> BatchReport? {
         precondition(batchSizeMax >= 1)
-        return try await client.withTransaction(logger: logger) { connection -> BatchReport? in
+        return try await transaction { connection -> BatchReport? in
             // The allocation right: the inventory row of an event with queued intents that no other worker
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.

@@ -61,18 +61,24 @@ extension Store {
     }
 
     func loadEvent(_ eventID: EventID, on connection: PostgresConnection?) async throws -> (name: String, layout: EventLayout)? {
-        let eventQuery: PostgresQuery = "SELECT name, kind, capacity FROM events WHERE id = \(eventID)"
-        let sectionsQuery: PostgresQuery = """
-            SELECT name, row_count, seats_per_row FROM sections WHERE event_id = \(eventID) ORDER BY position
-            """
-        let run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence = { query in
-            if let connection { try await connection.query(query, logger: self.logger) } else { try await self.client.query(query, logger: self.logger) }
+        let logger = self.logger
+        guard let connection else {
+            return try await loadEvent(eventID) { try await self.client.query($0, logger: logger) }
         }
+        return try await onHeld(connection) {
+            try await self.loadEvent(eventID) { try await connection.query($0, logger: logger) }
+        }
+    }
+
+    private func loadEvent(_ eventID: EventID, run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence) async throws -> (name: String, layout: EventLayout)? {
         var event: (String, String, Int)?
-        for try await row in try await run(eventQuery).decode((String, String, Int).self) { event = row }
+        for try await row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)").decode((String, String, Int).self) { event = row }
         guard let (name, kind, capacity) = event else { return nil }
         if kind == "general_admission" { return (name, .generalAdmission(capacity: capacity)) }
         var sections: [SectionLayout] = []
+        let sectionsQuery: PostgresQuery = """
+            SELECT name, row_count, seats_per_row FROM sections WHERE event_id = \(eventID) ORDER BY position
+            """
         for try await (section, rows, seats) in try await run(sectionsQuery).decode((String, Int, Int).self) {
             sections.append(SectionLayout(name: section, rows: rows, seatsPerRow: seats))
         }

@@ -111,47 +111,51 @@ public struct Migration: Sendable, Equatable {
 }
 
 extension Store {
-    /// Applies the migrations not yet applied, each in its own transaction, under an advisory lock so
-    /// concurrent `migrate` runs queue up instead of racing. Returns the names applied (empty: a no-op).
+    /// Applies the migrations not yet applied, each in its own transaction. Each transaction first
+    /// takes a transaction-scoped advisory lock, so concurrent `migrate` runs queue up instead of
+    /// racing, and no lock outlives its transaction (safe behind PgBouncer in transaction mode,
+    /// where a session lock could stay behind on a pooled server connection). Returns the names
+    /// applied (empty: a no-op).
     @discardableResult
     public func migrate(_ migrations: [Migration]) async throws -> [String] {
         try await client.withConnection { connection in
-            // Arbitrary constant: the lock id of "boxoffice migrations".
-            try await connection.query("SELECT pg_advisory_lock(727274001)", logger: logger)
-            do {
-                try await connection.query("""
-                    CREATE TABLE IF NOT EXISTS schema_migrations (
-                        version integer PRIMARY KEY,
-                        name text NOT NULL,
-                        applied_at timestamptz NOT NULL DEFAULT now()
-                    )
-                    """, logger: logger)
-                var applied = Set<Int>()
-                for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
-                    applied.insert(version)
-                }
-                var names: [String] = []
-                for migration in migrations where !applied.contains(migration.version) {
+            var names: [String] = []
+            while true {
+                // One statement per message (the extended protocol takes no scripts); BEGIN/COMMIT make each file atomic.
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    // Arbitrary constant: the lock id of "boxoffice migrations".
+                    try await connection.query("SELECT pg_advisory_xact_lock(727274001)", logger: logger)
+                    try await connection.query("""
+                        CREATE TABLE IF NOT EXISTS schema_migrations (
+                            version integer PRIMARY KEY,
+                            name text NOT NULL,
+                            applied_at timestamptz NOT NULL DEFAULT now()
+                        )
+                        """, logger: logger)
+                    var applied = Set<Int>()
+                    for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                        applied.insert(version)
+                    }
+                    guard let migration = migrations.first(where: { !applied.contains($0.version) }) else {
+                        try await connection.query("COMMIT", logger: logger)
+                        return names
+                    }
                     logger.info("applying migration", metadata: ["migration": "\(migration.name)"])
-                    // One statement per message (the extended protocol takes no scripts); BEGIN/COMMIT make the file atomic.
                     do {
-                        try await connection.query("BEGIN", logger: logger)
                         for statement in migration.statements {
                             try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                         }
-                        try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
-                        try await connection.query("COMMIT", logger: logger)
                     } catch {
-                        _ = try? await connection.query("ROLLBACK", logger: logger)
                         throw StoreError.migrationFailed("migration \(migration.name) failed: \(String(reflecting: error))")
                     }
+                    try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                    try await connection.query("COMMIT", logger: logger)
                     names.append(migration.name)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
                 }
-                try await connection.query("SELECT pg_advisory_unlock(727274001)", logger: logger)
-                return names
-            } catch {
-                _ = try? await connection.query("SELECT pg_advisory_unlock(727274001)", logger: logger)
-                throw error
             }
         }
     }

@@ -19,23 +19,29 @@ extension StoreStatement {
 extension Store {
     /// Runs `statement` on `connection` (inside a transaction) or on a pooled one, and collects its rows.
     /// Callers bound the row count (batch sizes, single-row lookups).
-    func rows<S: StoreStatement>(_ statement: S, on connection: PostgresConnection? = nil) async throws -> [S.Row] {
-        var result: [S.Row] = []
-        if configuration.preparedStatements {
-            let sequence = if let connection {
-                try await connection.execute(statement, logger: logger)
-            } else {
-                try await client.execute(statement, logger: logger)
-            }
-            for try await row in sequence { result.append(row) }
-        } else {
-            let sequence = if let connection {
-                try await connection.query(statement.query, logger: logger)
-            } else {
-                try await client.query(statement.query, logger: logger)
-            }
-            for try await row in sequence { result.append(try statement.decodeRow(row)) }
+    func rows<S: StoreStatement>(_ statement: S, on connection: PostgresConnection? = nil) async throws -> [S.Row] where S.Row: Sendable {
+        guard let connection else {
+            return try await client.withConnection { connection in try await self.rows(statement, on: connection) }
         }
-        return result
+        let prepared = configuration.preparedStatements
+        let logger = self.logger
+        do {
+            return try await onHeld(connection) {
+                var result: [S.Row] = []
+                if prepared {
+                    for try await row in try await connection.execute(statement, logger: logger) { result.append(row) }
+                } else {
+                    for try await row in try await connection.query(statement.query, logger: logger) { result.append(try statement.decodeRow(row)) }
+                }
+                return result
+            }
+        } catch {
+            // PostgresNIO (1.33) remembers a failed preparation for the life of the connection and fails
+            // every later execution of that statement on it with the same error, without asking the
+            // server again. Parsing an INSERT takes its table lock, so one lock timeout would poison the
+            // connection for good. Closing it is the only reset; the pool opens a fresh one.
+            if prepared, !connection.isClosed { try? await connection.close() }
+            throw error
+        }
     }
 }

@@ -66,28 +66,135 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case unreachable(String)
     case invariantBroken(String)
     case migrationFailed(String)
+    /// The connection a transaction was running on closed under it (the server restarted, say).
+    case connectionLost
 
     public var description: String {
         switch self {
         case .unreachable(let message), .invariantBroken(let message), .migrationFailed(let message): message
+        case .connectionLost: "the database connection closed in the middle of a transaction; it was rolled back"
         }
     }
 }
 
-struct TimeoutError: Error, CustomStringConvertible {
-    let duration: Duration
-    var description: String { "timed out after \(duration)" }
+public struct TimeoutError: Error, CustomStringConvertible {
+    public let duration: Duration
+    public var description: String { "timed out after \(duration)" }
 }
 
 /// Runs `body`, or throws ``TimeoutError`` once `duration` passes: bounds every wait on the network.
-func withTimeout<T: Sendable>(_ duration: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: duration)
-            throw TimeoutError(duration: duration)
+///
+/// The caller is released when the time is up even if `body` ignores cancellation: `body` runs in
+/// its own task, which is cancelled and left to finish alone. That matters here because PostgresNIO
+/// (1.33) never completes a statement written to a connection that has just closed (the write is
+/// sent without a promise), and such a statement does not answer cancellation either.
+public func withTimeout<T: Sendable>(_ duration: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let race = TimeoutRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation, duration: duration, body: body)
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
     }
+}
+
+/// The first of `body`'s result, the timer and the caller's cancellation wins; the others are dropped.
+private final class TimeoutRace<T: Sendable>: Sendable {
+    struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var finished = false
+        var tasks: [Task<Void, Never>] = []
+    }
+
+    let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<T, any Error>, duration: Duration, body: @escaping @Sendable () async throws -> T) {
+        let early = state.withLock { state -> Result<T, any Error>? in
+            if let early = state.early { return early }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { return continuation.resume(with: early) }
+        let work = Task {
+            do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
+        }
+        let timer = Task {
+            guard (try? await Task.sleep(for: duration)) != nil else { return }
+            self.finish(.failure(TimeoutError(duration: duration)))
+        }
+        let late = state.withLock { state -> Bool in
+            if state.finished { return true }
+            state.tasks = [work, timer]
+            return false
+        }
+        if late { work.cancel(); timer.cancel() }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let winner = state.withLock { state -> (CheckedContinuation<T, any Error>, [Task<Void, Never>])? in
+            if state.finished { return nil }
+            state.finished = true
+            guard let continuation = state.continuation else {
+                state.early = result  // cancelled before it started
+                return nil
+            }
+            state.continuation = nil
+            defer { state.tasks = [] }
+            return (continuation, state.tasks)
+        }
+        guard let (continuation, tasks) = winner else { return }
+        continuation.resume(with: result)
+        for task in tasks { task.cancel() }
+    }
+}
+
+extension Store {
+    /// Longest any one statement on a held connection may take client-side: the server's own
+    /// `statement_timeout` plus a margin for the network.
+    var heldStatementBound: Duration { .milliseconds(configuration.statementTimeoutMilliseconds + 5_000) }
+
+    /// Runs one statement (and reads its rows) on a connection this task holds, bounded, and fails
+    /// fast when the connection is already gone instead of writing to it (see ``withTimeout(_:_:)``).
+    func onHeld<T: Sendable>(_ connection: PostgresConnection, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard !connection.isClosed else { throw StoreError.connectionLost }
+        return try await withTimeout(heldStatementBound, body)
+    }
+
+    /// BEGIN, `body`, COMMIT on one pooled connection, every step bounded; ROLLBACK on failure unless
+    /// the connection is gone (the server rolls back an orphaned transaction by itself). Used instead
+    /// of PostgresNIO's `withTransaction`, whose ROLLBACK after a lost connection never returns.
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            let logger = self.logger
+            _ = try await self.onHeld(connection) { try await connection.query("BEGIN", logger: logger) }
+            do {
+                let value = try await body(connection)
+                _ = try await self.onHeld(connection) { try await connection.query("COMMIT", logger: logger) }
+                return value
+            } catch {
+                if !connection.isClosed {
+                    _ = try? await self.onHeld(connection) { try await connection.query("ROLLBACK", logger: logger) }
+                }
+                throw error
+            }
+        }
+    }
+}
+
+/// One line for a log or a message: for a PostgreSQL error its code, SQLSTATE and server message
+/// (never the statement or its binds), for anything else its description.
+public func describeDatabaseError(_ error: any Error) -> String {
+    guard let error = error as? PSQLError else { return String(describing: error) }
+    var parts = ["\(error.code)"]
+    if let info = error.serverInfo, let state = info[.sqlState] {
+        parts.append("SQLSTATE \(state): \(info[.message] ?? "")")
+    }
+    if let sql = error.query?.sql {
+        // The statement's first words say which step failed; its binds are never shown.
+        parts.append("in: " + sql.split(whereSeparator: \.isWhitespace).prefix(8).joined(separator: " "))
+    }
+    if let underlying = error.underlying { parts.append("(\(describeDatabaseError(underlying)))") }
+    return parts.joined(separator: " ")
 }

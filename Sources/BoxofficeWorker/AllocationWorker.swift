@@ -99,7 +99,7 @@ public final class AllocationWorker: Service, Sendable {
             } catch {
                 totalsState.withLock { $0.failedBatches += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
-                    "error": "\(String(reflecting: error))", "retry_in": "\(backoff)",
+                    "error": "\(describeDatabaseError(error))", "retry_in": "\(backoff)",
                 ])
                 let pause = backoff
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
@@ -115,7 +115,7 @@ public final class AllocationWorker: Service, Sendable {
                 try await store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
             } catch {
                 if Task.isCancelled { return }
-                logger.info("intake LISTEN connection lost; polling until it is back", metadata: ["error": "\(error)"])
+                logger.info("intake LISTEN connection lost; polling until it is back", metadata: ["error": "\(describeDatabaseError(error))"])
             }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(5))

@@ -123,7 +123,9 @@ struct Demo: AsyncParsableCommand {
             let exitCodes = await workerProcesses.terminateAll()
             let audit = try await store.audit(eventID: event.id)
             guard let final = try await store.eventSummary(event.id) else { throw CommandError("event \(event.id) vanished") }
+            // Let the API drain and close its pool before leaving (cancelling it instead logs errors).
             await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
             return DemoSummary(result: result, audit: audit, event: final, workerExitCodes: exitCodes)
         }
         summary.print(say: say, intents: intents)

@@ -140,8 +140,11 @@ struct LiveAPI: Sendable {
 }
 
 /// Runs `body` against an API on a fresh database, then shuts everything down.
-func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in }, _ body: @Sendable @escaping (LiveAPI) async throws -> Void) async throws {
-    let database = try await TestCluster.freshDatabase()
+/// `prepare` may change how the database is reached (say, through PgBouncer) before anything connects.
+func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
+                 prepare: (DatabaseConfiguration) async throws -> DatabaseConfiguration = { $0 },
+                 _ body: @Sendable @escaping (LiveAPI) async throws -> Void) async throws {
+    let database = try await prepare(try await TestCluster.freshDatabase())
     let store = Store(configuration: database, logger: testLogger)
     var configuration = APIConfiguration()
     configuration.port = 0
@@ -163,6 +166,7 @@ func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in }, _ body:
             }
             try await body(LiveAPI(store: store, baseURL: "http://127.0.0.1:\(port.withLock { $0 }!)", database: database, http: http))
             await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
         }
     } catch {
         try? await http.shutdown()
@@ -178,6 +182,15 @@ func workerProcesses(_ database: DatabaseConfiguration, batchSize: Int, extra: [
         databaseURL: database.url,
         arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning", "--poll-milliseconds", "100"] + extra,
         logDirectory: workerLogDirectory)
+}
+
+/// The last lines each worker of this run logged, for a failure message.
+func workerLogTail(lines: Int = 8) -> String {
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: workerLogDirectory.path).sorted()) ?? []
+    return files.map { file in
+        let text = (try? String(contentsOfFile: workerLogDirectory.appendingPathComponent(file).path, encoding: .utf8)) ?? ""
+        return "== \(file)\n" + text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }.joined(separator: "\n")
 }
 
 /// Worker logs of this test run, kept for a failure's post-mortem.

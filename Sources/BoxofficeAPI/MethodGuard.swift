@@ -1,0 +1,47 @@
+import Foundation
+import Hummingbird
+
+/// Answers `405 Method Not Allowed` with an `Allow` header when a request names a path the API
+/// serves with a method it does not serve there (RFC 9110 §15.5.6), instead of a misleading 404.
+struct MethodGuardMiddleware<Context: RequestContext>: RouterMiddleware {
+    struct Route {
+        let segments: [Substring]
+        let allow: String
+        let methods: Set<HTTPRequest.Method>
+    }
+
+    let routes: [Route]
+
+    init(table: [(path: String, methods: [HTTPRequest.Method])]) {
+        routes = table.map { entry in
+            Route(segments: entry.path.split(separator: "/"),
+                  allow: entry.methods.map(\.rawValue).joined(separator: ", "),
+                  methods: Set(entry.methods))
+        }
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let segments = request.uri.path.split(separator: "/")
+        if let route = routes.first(where: { Self.matches($0.segments, segments) }), !route.methods.contains(request.method) {
+            throw APIError(.methodNotAllowed, "method_not_allowed",
+                           "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(route.allow)",
+                           headers: [.allow: route.allow])
+        }
+        return try await next(request, context)
+    }
+
+    /// Literal segments must be equal; `:name` segments match any one segment.
+    static func matches(_ pattern: [Substring], _ path: [Substring]) -> Bool {
+        pattern.count == path.count && zip(pattern, path).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
+    }
+}
+
+/// The OpenAPI 3 description of this API, shipped as a resource and served at `/openapi.json`.
+enum OpenAPIDocument {
+    static let bytes: ByteBuffer = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
+              let data = try? Data(contentsOf: url)
+        else { preconditionFailure("openapi.json is missing from the BoxofficeAPI bundle; the package build is broken") }
+        return ByteBuffer(bytes: data)
+    }()
+}

@@ -1,0 +1,56 @@
+import BoxofficeHarness
+import BoxofficeStore
+import Foundation
+import Testing
+
+extension IntegrationTests {
+    @Suite("PgBouncer")
+    struct PgBouncerTests {
+        @Test("Behind PgBouncer in transaction mode: migrate, intake, polling workers and long-polls sell exactly the capacity",
+              .enabled(if: PgBouncer.executable != nil, "needs Debian's pgbouncer (`.ci/run` installs it)"))
+        func transactionPooling() async throws {
+            let bouncer = try PgBouncer(server: try TestCluster.handle.get().base)
+            defer { bouncer.stop() }
+            try await withLiveAPI(configure: { $0.watcher.listen = false }, prepare: { database in
+                // PgBouncer drops the timeouts Boxoffice sends at startup: the database carries them.
+                try await withStore(database) { store in
+                    for (name, value) in [("statement_timeout", "15s"), ("lock_timeout", "5s"), ("idle_in_transaction_session_timeout", "30s")] {
+                        try await store.client.query("ALTER DATABASE \(unescaped: database.database) SET \(unescaped: name) = '\(unescaped: value)'")
+                    }
+                }
+                return bouncer.route(database)
+            }) { api in
+                #expect(api.database.port == bouncer.port)
+                for try await (statement, lock) in try await api.store.client.query(
+                    "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").decode((String, String).self) {
+                    #expect([statement, lock] == ["15s", "5s"], "the bounds must hold behind the pooler")
+                }
+
+                // migrate through the pooler: its lock lives and dies with each transaction.
+                let migrate = Process()
+                migrate.executableURL = WorkerProcesses.siblingExecutable()
+                migrate.arguments = ["migrate", "--no-prepared-statements", "--log-format", "json"]
+                migrate.environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": api.database.url]) { $1 }
+                migrate.currentDirectoryURL = repositoryRoot
+                migrate.standardOutput = FileHandle.nullDevice
+                migrate.standardError = FileHandle.nullDevice
+                try migrate.run()
+                migrate.waitUntilExit()
+                #expect(migrate.terminationStatus == 0, "migrate through PgBouncer failed")
+
+                let capacity = 500
+                let event = try await api.createGeneralAdmission(capacity)
+                let workers = workerProcesses(api.database, batchSize: 32, extra: ["--no-listen", "--no-prepared-statements"])
+                try workers.spawn(2)
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 1_500)
+                load.clients = 32
+                load.quantities = 1...2
+                let result = await SaleLoad(load).run(client: api.http)
+                let codes = await workers.terminateAll()
+                #expect(codes == [0, 0], "workers must exit 0 on SIGTERM: \(codes)\n\(workerLogTail())")
+                try await SaleTests.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
+                #expect(result.ticketsConfirmed == capacity)
+            }
+        }
+    }
+}
