@@ -173,6 +173,12 @@ struct Routes: Sendable {
         router.get("/intents/:intent") { request, context in try await status(request, context) }
     }
 
+    /// The event's layout: from this process's cache when it has one, else read under the bound.
+    func layout(of id: EventID) async throws -> EventLayout? {
+        if let cached = store.cachedLayout(of: id) { return cached }
+        return try await database { try await store.layout(of: id) }
+    }
+
     /// Runs a Store call under the request's database bound (``APIConfiguration/databaseWaitMilliseconds``).
     func database<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withTimeout(.milliseconds(configuration.databaseWaitMilliseconds), body)
@@ -244,7 +250,7 @@ struct Routes: Sendable {
                                name: "Idempotency-Key")
         }
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
-        guard let layout = try await database({ try await store.layout(of: id) }) else { throw eventNotFound(id) }
+        guard let layout = try await layout(of: id) else { throw eventNotFound(id) }
         let draft = try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)
         let result: IntakeResult
         do {
@@ -272,7 +278,7 @@ struct Routes: Sendable {
         let id = try eventID(context)
         let items = try batchItems(try await collectBody(request, bytesMax: configuration.batchBodyBytesMax),
                                    ndjson: request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") ?? false)
-        guard let layout = try await database({ try await store.layout(of: id) }) else { throw eventNotFound(id) }
+        guard let layout = try await layout(of: id) else { throw eventNotFound(id) }
 
         var results: [BatchItemBody?] = Array(repeating: nil, count: items.count)
         var drafts: [(index: Int, draft: IntentDraft)] = []

@@ -58,11 +58,11 @@ extension Store {
     }
 
     func layout(of eventID: EventID, on connection: PostgresConnection) async throws -> EventLayout {
-        if let cached = layouts.withLock({ $0[eventID] }) { return cached }
+        if let cached = cachedLayout(of: eventID) { return cached }
         guard let (_, layout) = try await loadEvent(eventID, on: connection) else {
             throw StoreError.invariantBroken("event \(eventID) has inventory but no events row")
         }
-        layouts.withLock { $0[eventID] = layout }
+        remember(layout, of: eventID)
         return layout
     }
 

@@ -48,16 +48,32 @@ extension Store {
             }
             return id
         }
-        layouts.withLock { $0[id] = layout }
+        remember(layout, of: id)
         return EventSummary(id: id, name: name, layout: layout, sold: 0, available: capacity, pending: 0)
     }
 
     /// The event's shape, from this process's cache or the database; nil for an unknown event.
     public func layout(of eventID: EventID) async throws -> EventLayout? {
-        if let cached = layouts.withLock({ $0[eventID] }) { return cached }
+        if let cached = cachedLayout(of: eventID) { return cached }
         guard let (_, layout) = try await loadEvent(eventID, on: nil) else { return nil }
-        layouts.withLock { $0[eventID] = layout }
+        remember(layout, of: eventID)
         return layout
+    }
+
+    /// The layout if this process has read it before: no I/O, no task, so the hot intake path pays
+    /// nothing for it after the first request of an event.
+    public func cachedLayout(of eventID: EventID) -> EventLayout? {
+        layouts.withLock { $0[eventID] }
+    }
+
+    /// Layouts kept per process at most; past it the cache starts over (events are few and hot).
+    static let layoutsCachedMax = 10_000
+
+    func remember(_ layout: EventLayout, of eventID: EventID) {
+        layouts.withLock { layouts in
+            if layouts.count >= Self.layoutsCachedMax { layouts.removeAll(keepingCapacity: true) }
+            layouts[eventID] = layout
+        }
     }
 
     func loadEvent(_ eventID: EventID, on connection: PostgresConnection?) async throws -> (name: String, layout: EventLayout)? {
@@ -85,11 +101,15 @@ extension Store {
         return (name, .seatMap(sections))
     }
 
-    /// The event with its counters; nil for an unknown event.
+    /// `pending` is counted up to this many: a read of the event stays cheap however long its queue.
+    public static let pendingCountMax = 100_000
+
+    /// The event with its counters (`pending` capped at ``pendingCountMax``); nil for an unknown event.
     public func eventSummary(_ eventID: EventID) async throws -> EventSummary? {
         guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
         let rows = try await client.query("""
-            SELECT inv.sold, inv.available, (SELECT count(*) FROM intents i WHERE i.event_id = inv.event_id)
+            SELECT inv.sold, inv.available,
+                   (SELECT count(*) FROM (SELECT 1 FROM intents i WHERE i.event_id = inv.event_id LIMIT \(Self.pendingCountMax)) q)
             FROM inventory inv WHERE inv.event_id = \(eventID)
             """, logger: logger)
         for try await (sold, available, pending) in rows.decode((Int, Int, Int).self) {

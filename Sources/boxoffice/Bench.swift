@@ -141,6 +141,8 @@ struct BenchResults: Sendable {
     var http: [HTTPRow] = []
     var healthPerSecond: Double?
     var intakePerSecond: Double?
+    /// Bulk intake: intents per second through `POST /events/{id}/intents/batch`, 1,000 per request.
+    var bulkIntentsPerSecond: Double?
     var apiPeakKilobytes: Int?
     var httpWorkerPeakKilobytes: Int?
     var reference: [ReferenceRow] = []
@@ -345,6 +347,19 @@ final class BenchRunner: Sendable {
                 partial.healthPerSecond = health.rate
                 partial.intakePerSecond = intake.rate
                 say(String(format: "  GET /health %8.0f req/s; POST intents %8.0f req/s (%.2f× health), 64 connections", health.rate, intake.rate, intake.rate / max(health.rate, 1)))
+                // Bulk intake: producers that batch on their side send 1,000 intents per request (NDJSON).
+                let bulkItems = 1_000
+                let bulkBody = (0..<bulkItems).map { #"{"customer": "bulk-\#($0)", "quantity": 1}"# }.joined(separator: "\n")
+                let bulk = await Saturation.requestsPerSecond(client: client, connections: 8, duration: .seconds(plan.httpSeconds), expect: .ok) { _ in
+                    var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents/batch")
+                    request.method = .POST
+                    request.headers.add(name: "Content-Type", value: "application/x-ndjson")
+                    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                    request.body = .bytes(.init(string: bulkBody))
+                    return request
+                }
+                partial.bulkIntentsPerSecond = bulk.rate * Double(bulkItems)
+                say(String(format: "  POST intents/batch: %8.0f intents/s (%d per request, 8 connections)", bulk.rate * Double(bulkItems), bulkItems))
                 while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(100)) }
                 for rate in plan.httpRates {
                     var load = OpenLoad.Configuration(baseURL: baseURL, eventID: event.id, rate: rate, duration: .seconds(plan.httpSeconds))
@@ -373,6 +388,7 @@ final class BenchRunner: Sendable {
         results.http = outcome.0.http
         results.healthPerSecond = outcome.0.healthPerSecond
         results.intakePerSecond = outcome.0.intakePerSecond
+        results.bulkIntentsPerSecond = outcome.0.bulkIntentsPerSecond
         results.apiPeakKilobytes = outcome.0.apiPeakKilobytes
         results.httpWorkerPeakKilobytes = outcome.0.httpWorkerPeakKilobytes
         if !outcome.1.isClean { results.failures.append("http: \(outcome.1.violations.first ?? "")") }

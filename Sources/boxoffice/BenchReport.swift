@@ -30,6 +30,9 @@ extension BenchResults {
                       "| closed loop, 64 connections | requests/s |", "|---|---:|",
                       "| `GET /health` (this machine's HTTP ceiling) | \(f0(health)) |",
                       "| `POST /events/{id}/intents` (group commit) | \(f0(intake)) (\(f2(intake / max(health, 1)))× health) |", ""]
+            if let bulk = bulkIntentsPerSecond {
+                lines += ["Bulk intake, `POST /events/{id}/intents/batch`, 1,000 intents per NDJSON request, 8 connections: **\(f0(bulk)) intents/s**.", ""]
+            }
             if !http.isEmpty {
                 lines += ["Open loop: a fixed offered rate; latencies from the intended send time (ms).", "",
                           "| offered/s | accepted | intake p50 | intake p99 | outcome p50 | outcome p99 | outcome p99.9 |",
