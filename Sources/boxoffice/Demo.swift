@@ -80,11 +80,12 @@ struct Demo: AsyncParsableCommand {
                 return nil
             }
             defer { group.cancelAll() }
+            // The server reports its port once its services, the Store's pool first, are running.
+            let port = try await portBox.wait()
             try await store.checkReachable()
             let applied = try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
             say("migrated: \(applied.isEmpty ? "already up to date" : applied.joined(separator: ", "))")
             let event = try await store.createEvent(name: "Demo flash sale", layout: layout)
-            let port = try await portBox.wait()
             try workerProcesses.spawn(settings.workers)
             say("event \(event.id): \(layout.capacity) \(settings.seatMap ? "seats" : "tickets"); API on http://127.0.0.1:\(port); \(settings.workers) worker processes (batch \(settings.batchSize)); worker logs in \(logDirectory.path)")
             say("\(settings.clients) buyers send \(settings.intents) intents, each waiting for its outcome…")
