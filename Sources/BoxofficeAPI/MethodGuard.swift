@@ -1,4 +1,3 @@
-import Foundation
 import Hummingbird
 
 /// Answers `405 Method Not Allowed` with an `Allow` header when a request names a path the API
@@ -34,14 +33,4 @@ struct MethodGuardMiddleware<Context: RequestContext>: RouterMiddleware {
     static func matches(_ pattern: [Substring], _ path: [Substring]) -> Bool {
         pattern.count == path.count && zip(pattern, path).allSatisfy { $0.hasPrefix(":") || $0 == $1 }
     }
-}
-
-/// The OpenAPI 3 description of this API, shipped as a resource and served at `/openapi.json`.
-enum OpenAPIDocument {
-    static let bytes: ByteBuffer = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
-              let data = try? Data(contentsOf: url)
-        else { preconditionFailure("openapi.json is missing from the BoxofficeAPI bundle; the package build is broken") }
-        return ByteBuffer(bytes: data)
-    }()
 }

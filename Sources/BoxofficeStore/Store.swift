@@ -66,13 +66,14 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case unreachable(String)
     case invariantBroken(String)
     case migrationFailed(String)
-    /// The connection a transaction was running on closed under it (the server restarted, say).
+    /// The connection closed before a statement could be sent on it (the server restarted, say);
+    /// the statement was not run, and a transaction open on it is rolled back by the server.
     case connectionLost
 
     public var description: String {
         switch self {
         case .unreachable(let message), .invariantBroken(let message), .migrationFailed(let message): message
-        case .connectionLost: "the database connection closed in the middle of a transaction; it was rolled back"
+        case .connectionLost: "the database connection closed before the statement was sent; it did not run (an open transaction on it was rolled back)"
         }
     }
 }

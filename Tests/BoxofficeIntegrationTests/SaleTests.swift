@@ -29,22 +29,30 @@ extension IntegrationTests {
             #expect(result.seats.count == Set(result.seats).count, "a seat was confirmed twice")
         }
 
+        /// A general-admission sale of `capacity` tickets through `workers` (spawned here, `count` of them):
+        /// `intents` of 1–2 tickets from `clients` buyers, each awaiting its outcome. Afterwards every
+        /// worker exited 0 on SIGTERM, each intent settled once, and the event sold out exactly.
+        static func sellOut(_ api: LiveAPI, capacity: Int, intents: Int, clients: Int,
+                            workers: WorkerProcesses, count: Int) async throws -> SaleLoad.Result {
+            let event = try await api.createGeneralAdmission(capacity)
+            try workers.spawn(count)
+            var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: intents)
+            load.clients = clients
+            load.quantities = 1...2
+            let result = await SaleLoad(load).run(client: api.http)
+            let codes = await workers.terminateAll()
+            #expect(codes == Array(repeating: 0, count: count), "workers must exit 0 on SIGTERM: \(codes)\n\(workerLogTail())")
+            try await expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
+            #expect(result.ticketsConfirmed == capacity)
+            return result
+        }
+
         @Test("4 worker processes, 64 concurrent HTTP buyers, fewer tickets than asked for: sells exactly the capacity")
         func generalAdmissionSale() async throws {
             try await withLiveAPI { api in
-                let capacity = 1_000
-                let event = try await api.createGeneralAdmission(capacity)
-                let workers = workerProcesses(api.database, batchSize: 64)
-                try workers.spawn(4)
-                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 2_000)
-                load.clients = 64
-                load.quantities = 1...2
-                let result = await SaleLoad(load).run(client: api.http)
-                let codes = await workers.terminateAll()
-                #expect(codes == [0, 0, 0, 0], "workers must exit 0 on SIGTERM")
-                try await Self.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
                 // 2,000 intents of 1–2 tickets ask for ~3,000: the sale must sell out exactly.
-                #expect(result.ticketsConfirmed == capacity)
+                let result = try await Self.sellOut(api, capacity: 1_000, intents: 2_000, clients: 64,
+                                                    workers: workerProcesses(api.database, batchSize: 64), count: 4)
                 #expect(result.rejected > 0)
             }
         }
