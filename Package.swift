@@ -84,6 +84,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
+        // The API's byte-level JSON reader and writer, checked against Foundation's; no database.
+        .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",
             dependencies: [

@@ -23,10 +23,12 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
     public var description: String { "\(status.code) \(code): \(message)" }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var headers = self.headers
-        headers[.contentType] = "application/json; charset=utf-8"
-        let body = try JSONEncoder().encode(["error": code, "message": message])
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        JSONWriter.response(status: status, headers: headers) { json in
+            json.object { json in
+                json.field("error", code)
+                json.field("message", message)
+            }
+        }
     }
 
     static func invalid(_ message: String) -> APIError { APIError(.unprocessableContent, "invalid_request", message) }

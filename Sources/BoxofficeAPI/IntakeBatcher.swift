@@ -13,8 +13,11 @@ public final class IntakeBatcher: Service, Sendable {
     public struct Configuration: Sendable {
         /// Rows per INSERT at most.
         public var batchSizeMax = 1_000
-        /// INSERTs in flight at once (each holds one pooled connection).
-        public var flushersMax = 4
+        /// INSERTs in flight at once (each holds one pooled connection). Two keep one group forming
+        /// while the other commits; more only split the waiting requests into smaller groups and more
+        /// commits (intents/s measured with wrk, 64 connections: 1 → 17.3k, 2 → 16.1k, 4 → 14.3k, 8 → 11.3k;
+        /// 128 connections: 1 → 16.7k, 2 → 18.0k; 256: 1 → 17.3k, 2 → 19.3k).
+        public var flushersMax = 2
         /// Requests waiting for a flush at most; past it intake answers 503 instead of queueing in memory.
         public var waitingMax = 20_000
         /// Longest one group INSERT may take (lease included) before its requests get 503; a late commit
@@ -104,9 +107,12 @@ public final class IntakeBatcher: Service, Sendable {
     private func flushUntilStopped() async {
         while true {
             let (group, stopped): ([Waiting], Bool) = state.withLock { state in
-                let count = min(state.waiting.count, configuration.batchSizeMax)
-                let group = Array(state.waiting.prefix(count))
-                state.waiting.removeFirst(count)
+                if state.waiting.count <= configuration.batchSizeMax {
+                    defer { state.waiting = [] }
+                    return (state.waiting, state.stopped)
+                }
+                let group = Array(state.waiting.prefix(configuration.batchSizeMax))
+                state.waiting.removeFirst(configuration.batchSizeMax)
                 return (group, state.stopped)
             }
             if group.isEmpty {

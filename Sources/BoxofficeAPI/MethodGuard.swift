@@ -19,14 +19,20 @@ struct MethodGuardMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
+    /// Costs nothing on a route that matched: the table is consulted only when the router found no
+    /// handler for this method and path (its 404).
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let segments = request.uri.path.split(separator: "/")
-        if let route = routes.first(where: { Self.matches($0.segments, segments) }), !route.methods.contains(request.method) {
-            throw APIError(.methodNotAllowed, "method_not_allowed",
-                           "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(route.allow)",
-                           headers: [.allow: route.allow])
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let segments = request.uri.path.split(separator: "/")
+            if let route = routes.first(where: { Self.matches($0.segments, segments) }), !route.methods.contains(request.method) {
+                throw APIError(.methodNotAllowed, "method_not_allowed",
+                               "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(route.allow)",
+                               headers: [.allow: route.allow])
+            }
+            throw error
         }
-        return try await next(request, context)
     }
 
     /// Literal segments must be equal; `:name` segments match any one segment.

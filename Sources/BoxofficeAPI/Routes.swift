@@ -69,75 +69,93 @@ struct EventBody: Encodable {
     }
 }
 
-struct AcceptedBody: Encodable {
+/// The 202 body of an accepted intent.
+struct AcceptedBody {
     let id: UUID
-    let status = "pending"
-    let statusURL: String
-    enum CodingKeys: String, CodingKey { case id, status, statusURL = "status_url" }
+
+    func response(headers: HTTPFields) -> Response {
+        JSONWriter.response(status: .accepted, headers: headers) { json in
+            json.object { json in
+                json.field("id", id)
+                json.field("status", "pending")
+                json.field("status_url", prefix: "/intents/", id)
+            }
+        }
+    }
 }
 
 /// One item of a bulk intake answer: the intent it became, or why it was refused.
-struct BatchItemBody: Encodable {
+struct BatchItemBody {
     let index: Int
     var id: UUID?
-    var status: String?
-    var statusURL: String?
     var replayed: Bool?
-    var error: String?
-    var message: String?
-
-    enum CodingKeys: String, CodingKey {
-        case index, id, status, replayed, error, message
-        case statusURL = "status_url"
-    }
+    var error: APIError?
 
     init(index: Int, accepted publicID: UUID, replayed: Bool) {
         self.index = index
         id = publicID
-        status = "pending"
-        statusURL = "/intents/\(publicID)"
         self.replayed = replayed
     }
 
     init(index: Int, refused error: APIError) {
         self.index = index
-        self.error = error.code
-        message = error.message
+        self.error = error
+    }
+
+    func write(to json: inout JSONWriter) {
+        json.object { json in
+            json.field("error", error?.code)
+            json.field("id", id)
+            json.field("index", index)
+            json.field("message", error?.message)
+            json.field("replayed", replayed)
+            if let id {
+                json.field("status", "pending")
+                json.field("status_url", prefix: "/intents/", id)
+            }
+        }
     }
 }
 
-struct BatchBody: Encodable {
+struct BatchBody {
     let accepted: Int
     let rejected: Int
     let results: [BatchItemBody]
+
+    func response() -> Response {
+        JSONWriter.response { json in
+            json.object { json in
+                json.field("accepted", accepted)
+                json.field("rejected", rejected)
+                json.key("results")
+                json.array(results) { json, item in item.write(to: &json) }
+            }
+        }
+    }
 }
 
-struct StatusBody: Encodable {
-    let id: UUID
-    let eventID: EventID
-    let status: String
-    let quantity: Int
-    let seats: [String]
-    let reason: String?
-    let queuePosition: Int?
+/// An intent's status: pending (with its place in the queue), confirmed (with seats) or rejected.
+struct StatusBody {
+    let status: IntentStatus
 
-    enum CodingKeys: String, CodingKey {
-        case id, status, quantity, seats, reason
-        case eventID = "event_id"
-        case queuePosition = "queue_position"
-    }
+    init(_ status: IntentStatus) { self.status = status }
 
-    init(_ status: IntentStatus) {
-        id = status.publicID
-        eventID = status.eventID
-        quantity = status.quantity
-        switch status.state {
-        case .pending(let ahead):
-            self.status = "pending"; seats = []; reason = nil; queuePosition = ahead + 1
-        case .decided(.confirmed(_, let labels)):
-            self.status = "confirmed"; seats = labels.map(\.description); reason = nil; queuePosition = nil
-        case .decided(.rejected(let why)):
-            self.status = "rejected"; seats = []; reason = why.rawValue; queuePosition = nil
+    func response() -> Response {
+        let (state, seats, reason, queuePosition): (String, [String], String?, Int?) = switch status.state {
+        case .pending(let ahead): ("pending", [], nil, ahead + 1)
+        case .decided(.confirmed(_, let labels)): ("confirmed", labels.map(\.description), nil, nil)
+        case .decided(.rejected(let why)): ("rejected", [], why.rawValue, nil)
+        }
+        return JSONWriter.response { json in
+            json.object { json in
+                json.field("event_id", Int(status.eventID))
+                json.field("id", status.publicID)
+                json.field("quantity", status.quantity)
+                json.field("queue_position", queuePosition)
+                json.field("reason", reason)
+                json.field("seats", strings: seats)
+                json.field("status", state)
+            }
         }
     }
 }
@@ -262,9 +280,9 @@ struct Routes: Sendable {
         }
         switch result {
         case .accepted(let publicID), .replayed(let publicID):
-            var headers: HTTPFields = [.location: "/intents/\(publicID)"]
+            var headers: HTTPFields = [.location: "/intents/\(publicID.text)"]
             if case .replayed = result { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
-            return try jsonResponse(AcceptedBody(id: publicID, statusURL: "/intents/\(publicID)"), status: .accepted, headers: headers)
+            return AcceptedBody(id: publicID).response(headers: headers)
         case .keyReused(let publicID):
             throw keyReused(key ?? "", publicID: publicID)
         }
@@ -301,19 +319,25 @@ struct Routes: Sendable {
         }
         let answered = results.compactMap { $0 }
         let accepted = answered.count { $0.id != nil }
-        return try jsonResponse(BatchBody(accepted: accepted, rejected: answered.count - accepted, results: answered))
+        return BatchBody(accepted: accepted, rejected: answered.count - accepted, results: answered).response()
     }
 
     /// The items of a bulk body: one JSON array, or one JSON value per line (NDJSON).
     func batchItems(_ body: ByteBuffer, ndjson: Bool) throws -> [JSONValue] {
         var items: [JSONValue] = []
         if ndjson {
-            var line = 0
-            for slice in body.readableBytesView.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-                line += 1
-                guard slice.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }) else { continue }
-                guard items.count < configuration.batchItemsMax else { throw tooManyItems() }
-                items.append(try JSONValue.parse(ByteBuffer(bytes: slice), what: "line \(line) of the NDJSON body"))
+            try body.withUnsafeReadableBytes { raw in
+                var line = 0
+                var start = 0
+                while start <= raw.count {
+                    line += 1
+                    let end = raw[start...].firstIndex(of: UInt8(ascii: "\n")) ?? raw.count
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+                    start = end + 1
+                    guard slice.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }) else { continue }
+                    guard items.count < configuration.batchItemsMax else { throw tooManyItems() }
+                    items.append(try JSONValue.parse(slice, what: "line \(line) of the NDJSON body"))
+                }
             }
         } else {
             guard case .array(let array) = try JSONValue.parse(body, what: "the request body") else {
@@ -405,7 +429,7 @@ struct Routes: Sendable {
             }
             status = try await database { try await store.status(of: id) } ?? status
         }
-        return try jsonResponse(StatusBody(status))
+        return StatusBody(status).response()
     }
 }
 

@@ -90,6 +90,14 @@ extension Store {
                 FROM intents i JOIN outcomes o ON o.intent_id = i.id OR o.public_id = i.public_id
                 WHERE \(scope)::bigint IS NULL OR i.event_id = \(scope)
                 """),
+            // Intents and outcomes carry no foreign key to events (migration 0002: events are permanent instead).
+            ("an intent or outcome names no event", """
+                SELECT format('%s %s names event %s, which does not exist', kind, public_id, event_id)
+                FROM (SELECT 'intent' AS kind, public_id, event_id FROM intents
+                      UNION ALL SELECT 'outcome', public_id, event_id FROM outcomes) AS rows
+                WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
+                  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = rows.event_id)
+                """),
             ("an Idempotency-Key points at no intent", """
                 SELECT format('key %s of event %s points at %s, which is neither queued nor settled', k.key, k.event_id, k.public_id)
                 FROM idempotency_keys k

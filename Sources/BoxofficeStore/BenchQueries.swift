@@ -92,7 +92,7 @@ extension Store {
     /// One purchase of one ticket with `strategy`, in its own transaction; true when a ticket was sold.
     /// Each writes an outcome row like Boxoffice does, so the comparison is like for like.
     public func referencePurchase(_ strategy: ReferenceStrategy, eventID: EventID, customer: String) async throws -> Bool {
-        let publicID = UUID()
+        let publicID = RandomUUID.make()
         switch strategy {
         case .rowLock:
             return try await client.withTransaction(logger: logger) { connection in

@@ -10,7 +10,7 @@ public struct IntentDraft: Sendable, Equatable {
     public let request: PurchaseRequest
     public let idempotencyKey: String?
 
-    public init(publicID: UUID = UUID(), eventID: EventID, customer: String, request: PurchaseRequest, idempotencyKey: String?) {
+    public init(publicID: UUID = RandomUUID.make(), eventID: EventID, customer: String, request: PurchaseRequest, idempotencyKey: String?) {
         self.publicID = publicID
         self.eventID = eventID
         self.customer = customer

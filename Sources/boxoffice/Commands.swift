@@ -38,7 +38,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var bodyBytesMax = 16 * 1024
     @Option(help: "Longest ?wait= a status request may hold, in seconds.") var longPollSecondsMax = 30
     @Option(help: "Rows per group-commit INSERT at most.") var intakeBatchMax = 1_000
-    @Option(help: "Group-commit INSERTs in flight at once.") var intakeFlushers = 4
+    @Option(help: "Group-commit INSERTs in flight at once.") var intakeFlushers = 2
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
     @OptionGroup var database: DatabaseOptions

@@ -39,6 +39,23 @@ extension IntegrationTests {
             }
         }
 
+        @Test("Events are permanent (intents and outcomes carry no foreign key) and the audit finds an orphan")
+        func eventsArePermanent() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Kept", layout: .generalAdmission(capacity: 5))
+                _ = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil)])
+                await #expect(throws: (any Error).self, "DELETE was allowed") { try await store.client.query("DELETE FROM events") }
+                await #expect(throws: (any Error).self, "TRUNCATE was allowed") { try await store.client.query("TRUNCATE events CASCADE") }
+                #expect(try await store.eventSummary(event.id)?.pending == 1)
+                #expect(try await store.audit().isClean)
+
+                // Only a writer that skips the API can queue an intent for no event; verify names it.
+                try await store.client.query("INSERT INTO intents (public_id, event_id, customer, quantity) VALUES (gen_random_uuid(), 999, 'x', 1)")
+                #expect(try await store.audit().violations.contains { $0.hasPrefix("an intent or outcome names no event") })
+            }
+        }
+
         @Test("A batch that fails mid-settle rolls back entirely and the intents are claimed again")
         func failedBatchRollsBack() async throws {
             let database = try await TestCluster.freshDatabase()
