@@ -8,7 +8,8 @@ import Synchronization
 /// Wakes long-polling status requests when their intent is decided.
 ///
 /// Workers NOTIFY the event id after each settle; the watcher then asks the database, in one query,
-/// which of the intents waited on for that event are decided, and wakes only those. A periodic poll
+/// which of the intents waited on for that event are decided, and wakes only those, handing each
+/// its outcome (so a woken request answers without another query). A periodic poll
 /// covers missed notifications and connections where LISTEN is impossible (PgBouncer in transaction mode).
 public final class OutcomeWatcher: Service, Sendable {
     public struct Configuration: Sendable {
@@ -24,8 +25,20 @@ public final class OutcomeWatcher: Service, Sendable {
         public init() {}
     }
 
+    /// One waiting request: rung with the outcome the watcher read for it, so the request answers
+    /// without asking the database again.
+    final class Slot: Sendable {
+        let bell = Doorbell()
+        let decided = Mutex<IntentStatus?>(nil)
+
+        func deliver(_ status: IntentStatus) {
+            decided.withLock { $0 = status }
+            bell.ring()
+        }
+    }
+
     struct State {
-        var waiters: [UUID: [Int: Doorbell]] = [:]
+        var waiters: [UUID: [Int: Slot]] = [:]
         var intentsByEvent: [EventID: Set<UUID>] = [:]
         var dirtyEvents: Set<EventID> = []
         var nextToken = 0
@@ -45,19 +58,20 @@ public final class OutcomeWatcher: Service, Sendable {
         self.logger = logger
     }
 
-    /// Waits until `id` is decided or `timeout` passes. `recheck` runs once after registering, so an
-    /// outcome written just before cannot be missed. Returns at once when too many requests wait.
-    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> Bool) async {
-        let bell = Doorbell()
+    /// Waits until `id` is decided or `timeout` passes, and returns the decided status (nil when
+    /// time ran out, or at once when too many requests wait). `recheck` runs once after registering,
+    /// so an outcome written just before cannot be missed; it returns the status if decided.
+    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> IntentStatus?) async -> IntentStatus? {
+        let slot = Slot()
         let token: Int? = state.withLock { state in
             guard state.count < configuration.waitersMax else { return nil }
             state.nextToken += 1
             state.count += 1
-            state.waiters[id, default: [:]][state.nextToken] = bell
+            state.waiters[id, default: [:]][state.nextToken] = slot
             state.intentsByEvent[event, default: []].insert(id)
             return state.nextToken
         }
-        guard let token else { return }
+        guard let token else { return nil }
         defer {
             state.withLock { state in
                 state.count -= 1
@@ -69,8 +83,9 @@ public final class OutcomeWatcher: Service, Sendable {
                 }
             }
         }
-        if await recheck() { return }
-        await bell.wait(timeout: timeout)
+        if let decided = await recheck() { return decided }
+        await slot.bell.wait(timeout: timeout)
+        return slot.decided.withLock { $0 }
     }
 
     /// Marks `event` as having new outcomes.
@@ -125,9 +140,11 @@ public final class OutcomeWatcher: Service, Sendable {
             }
             for start in stride(from: 0, to: ids.count, by: configuration.lookupBatchMax) {
                 let chunk = Array(ids[start..<min(start + configuration.lookupBatchMax, ids.count)])
-                guard let decided = try? await store.decided(among: chunk) else { break }
-                let bells = state.withLock { state in decided.flatMap { state.waiters[$0].map { Array($0.values) } ?? [] } }
-                for bell in bells { bell.ring() }
+                guard let decided = try? await store.decidedStatuses(among: chunk) else { break }
+                let deliveries = state.withLock { state in
+                    decided.flatMap { id, status in (state.waiters[id]?.values).map { $0.map { ($0, status) } } ?? [] }
+                }
+                for (slot, status) in deliveries { slot.deliver(status) }
             }
         }
     }

@@ -423,11 +423,16 @@ struct Routes: Sendable {
             throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
         }
         if case .pending = status.state, waitSeconds > 0 {
-            await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
-                if case .decided = (try? await database { try await store.status(of: id) })?.state { return true }
-                return false
+            // The recheck reads only the outcome (one index probe), not the queue position.
+            let decided = await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
+                try? await database { try await store.decidedStatuses(among: [id])[id] }
             }
-            status = try await database { try await store.status(of: id) } ?? status
+            // Still pending when the wait ends: read the status again for its current queue position.
+            if let decided {
+                status = decided
+            } else {
+                status = try await database { try await store.status(of: id) } ?? status
+            }
         }
         return StatusBody(status).response()
     }

@@ -137,6 +137,18 @@ extension Store {
 }
 
 extension Store {
+    /// When each of `publicIDs` was decided (`outcomes.decided_at`, the settle statement's start);
+    /// undecided ids are absent. Reads 10,000 ids per query.
+    public func decidedAt(_ publicIDs: [UUID]) async throws -> [UUID: Date] {
+        var result: [UUID: Date] = [:]
+        for start in stride(from: 0, to: publicIDs.count, by: 10_000) {
+            let chunk = Array(publicIDs[start..<min(start + 10_000, publicIDs.count)])
+            let rows = try await client.query("SELECT public_id, decided_at FROM outcomes WHERE public_id = ANY(\(chunk)::uuid[])", logger: logger)
+            for try await (id, decided) in rows.decode((UUID, Date).self) { result[id] = decided }
+        }
+        return result
+    }
+
     /// Intents queued for all events.
     public func totalQueued() async throws -> Int {
         for try await count in try await client.query("SELECT count(*) FROM intents", logger: logger).decode(Int.self) { return count }

@@ -5,7 +5,8 @@ import PostgresNIO
 /// Where one intent stands, as a client sees it.
 public struct IntentStatus: Sendable, Equatable {
     public enum State: Sendable, Equatable {
-        /// Still queued; `ahead` intents of the same event are before it (counted up to ``Store/queuePositionCountMax``).
+        /// Still queued; `ahead` intents of the same event are before it (counted exactly up to
+        /// ``Store/queuePositionCountMax``, estimated from the ids past it).
         case pending(ahead: Int)
         case decided(Outcome)
     }
@@ -34,9 +35,12 @@ struct StatusStatement: StoreStatement {
         FROM outcomes o WHERE o.public_id = \(publicID)
         UNION ALL
         SELECT i.event_id, i.quantity, 'pending', NULL, '{}'::text[],
-               (SELECT count(*) FROM (SELECT 1 FROM intents q WHERE q.event_id = i.event_id AND q.id < i.id
-                                      LIMIT \(Store.queuePositionCountMax)) ahead)
-        FROM intents i WHERE i.public_id = \(publicID)
+               CASE WHEN ahead.n < \(Store.queuePositionCountMax) THEN ahead.n
+                    ELSE greatest(ahead.n, i.id - (SELECT min(q.id) FROM intents q WHERE q.event_id = i.event_id)) END
+        FROM intents i
+        CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM intents q WHERE q.event_id = i.event_id AND q.id < i.id
+                                                       LIMIT \(Store.queuePositionCountMax)) counted) ahead
+        WHERE i.public_id = \(publicID)
         LIMIT 1
         """
     }
@@ -58,8 +62,11 @@ struct OutcomesStatement: StoreStatement {
 }
 
 extension Store {
-    /// Counting the queue ahead of an intent costs one index entry each; past this it reports the bound.
-    public static let queuePositionCountMax = 100_000
+    /// Counting the queue ahead of an intent costs one index entry each (about 0.25 µs, plus any dead
+    /// entries a drained sale left before vacuum): exact up to this many, then estimated in O(1) from the
+    /// ids, as the distance to the event's oldest queued intent. The estimate is an upper bound (ids are
+    /// shared by all events), exact while one event is on sale. Counting to 100,000 cost 28 ms per status.
+    public static let queuePositionCountMax = 1_000
 
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
@@ -79,11 +86,6 @@ extension Store {
             result[publicID] = IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome))
         }
         return result
-    }
-
-    /// Which of `publicIDs` have an outcome.
-    public func decided(among publicIDs: [UUID]) async throws -> Set<UUID> {
-        Set(try await decidedStatuses(among: publicIDs).keys)
     }
 
     static func outcome(of publicID: UUID, status: String, quantity: Int, reason: String?, seats: [String]) throws -> Outcome {

@@ -15,6 +15,15 @@ public final class AllocationWorker: Service, Sendable {
         public var batchSizeMax = 512
         /// Longest sleep when idle before looking again without a notification.
         public var pollInterval: Duration = .milliseconds(250)
+        /// Pause after a batch smaller than ``smallBatch`` (or a wake-up from idle) before claiming again.
+        ///
+        /// When intake trickles in, claiming at once settles a handful of intents per transaction, and
+        /// each transaction costs the same 5–6 round trips and one commit whatever its size (and wakes
+        /// every long-poll of the event). A few milliseconds of patience make batches several times
+        /// larger at the price of that much outcome latency. Zero claims at once.
+        public var linger: Duration = .milliseconds(5)
+        /// Batches smaller than this are followed by ``linger``.
+        public var smallBatch = 64
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
         public var listen = true
         /// Upper bound of the back-off after a failed batch (the database down, a timeout).
@@ -80,8 +89,10 @@ public final class AllocationWorker: Service, Sendable {
                 backoff = .milliseconds(50)
                 guard let report else {
                     await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: self.configuration.pollInterval) }
+                    await linger()
                     continue
                 }
+                if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
                 let elapsed = (ContinuousClock.now - started).components
                 let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)
                 totalsState.withLock { totals in
@@ -106,6 +117,12 @@ public final class AllocationWorker: Service, Sendable {
                 backoff = min(backoff * 2, configuration.errorBackoffMax)
             }
         }
+    }
+
+    private func linger() async {
+        guard configuration.linger > .zero else { return }
+        let pause = configuration.linger
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
     }
 
     private func listenForIntents() async {

@@ -30,6 +30,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Time budget per drain cell, in seconds (batch size 1 will not drain 200,000 in it).") var cellSeconds = 20
     @Option(help: "Offered intake rates for the open-loop HTTP run (intents/s).") var httpRates = "1000,2500,5000"
     @Option(help: "Seconds per HTTP rate and per saturation run.") var httpSeconds = 8
+    @Option(help: "Connection counts for the closed-loop health/intake runs (with wrk; without it, 64 only).") var saturationConnections = "64,256"
     @Option(help: "Concurrent clients for the reference designs.") var referenceClients = "32,128"
     @Option(help: "Seconds per reference run.") var referenceSeconds = 8
     @Option(help: "Queue lengths for the claim-cost run.") var queueLengths = "10000,1000000,10000000"
@@ -71,6 +72,7 @@ struct BenchPlan: Sendable {
     var cellSeconds: Int
     var httpRates: [Int]
     var httpSeconds: Int
+    var saturationConnections: [Int]
     var referenceClients: [Int]
     var referenceSeconds: Int
     var queueLengths: [Int]
@@ -85,6 +87,7 @@ struct BenchPlan: Sendable {
         cellSeconds = min(max(bench.cellSeconds, 1), 600)
         httpRates = numbers(bench.httpRates).filter { (1...200_000).contains($0) }
         httpSeconds = min(max(bench.httpSeconds, 1), 120)
+        saturationConnections = numbers(bench.saturationConnections).filter { (1...1_000).contains($0) }
         referenceClients = numbers(bench.referenceClients).filter { (1...250).contains($0) }
         referenceSeconds = min(max(bench.referenceSeconds, 1), 120)
         queueLengths = numbers(bench.queueLengths).filter { (1_000...50_000_000).contains($0) }
@@ -98,6 +101,7 @@ struct BenchPlan: Sendable {
         cellSeconds = 10
         httpRates = [200]
         httpSeconds = 2
+        saturationConnections = [16]
         referenceClients = [8]
         referenceSeconds = 2
         queueLengths = [2_000, 20_000]
@@ -122,12 +126,23 @@ struct DrainRow: Sendable {
 struct HTTPRow: Sendable {
     let rate: Int
     let result: OpenLoad.Result
+    /// Intended send → `outcomes.decided_at`, every accepted intent, microseconds.
+    let decisionLatency: Histogram<UInt64>
+    /// Accepted intents with no outcome when the drain wait ended (should be 0).
+    let undecided: Int
 }
 
 struct ReferenceRow: Sendable {
     let strategy: ReferenceStrategy
     let clients: Int
     let purchasesPerSecond: Double
+}
+
+struct SaturationRow: Sendable {
+    let connections: Int
+    let health: Double
+    let intake: Double
+    let failures: Int
 }
 
 struct QueueRow: Sendable {
@@ -139,8 +154,9 @@ struct QueueRow: Sendable {
 struct BenchResults: Sendable {
     var drain: [DrainRow] = []
     var http: [HTTPRow] = []
-    var healthPerSecond: Double?
-    var intakePerSecond: Double?
+    /// Closed-loop `GET /health` against intake, per connection count.
+    var saturation: [SaturationRow] = []
+    var saturationGenerator = ""
     /// Bulk intake: intents per second through `POST /events/{id}/intents/batch`, 1,000 per request.
     var bulkIntentsPerSecond: Double?
     var apiPeakKilobytes: Int?
@@ -333,20 +349,38 @@ final class BenchRunner: Sendable {
             let baseURL = "http://127.0.0.1:\(port)"
             do {
                 try await Self.waitForHealth(baseURL, client: client)
-                let health = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .ok) { _ in
-                    HTTPClientRequest(url: "\(baseURL)/health")
+                // Closed loop: this machine's HTTP ceiling (GET /health) against intake, same generator, same run.
+                if let wrk = Wrk.find() {
+                    partial.saturationGenerator = "\(wrk.version), one thread"
+                    for connections in plan.saturationConnections {
+                        let health = try wrk.run(url: "\(baseURL)/health", connections: connections, seconds: plan.httpSeconds)
+                        let intake = try wrk.run(url: "\(baseURL)/events/\(event.id)/intents", connections: connections, seconds: plan.httpSeconds,
+                                                 post: #"{"customer": "wrk", "quantity": 1}"#, token: token)
+                        // The workers drain what intake queued before the next run, so no run pays for the last one's work.
+                        while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(200)) }
+                        partial.saturation.append(SaturationRow(connections: connections, health: health.rate, intake: intake.rate,
+                                                                failures: health.failures + intake.failures))
+                    }
+                } else {
+                    partial.saturationGenerator = "AsyncHTTPClient in this process (install wrk for figures that measure the server, not the generator)"
+                    let health = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .ok) { _ in
+                        HTTPClientRequest(url: "\(baseURL)/health")
+                    }
+                    let intake = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .accepted) { index in
+                        var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents")
+                        request.method = .POST
+                        request.headers.add(name: "Content-Type", value: "application/json")
+                        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                        request.body = .bytes(.init(string: #"{"customer": "sat-\#(index)", "quantity": 1}"#))
+                        return request
+                    }
+                    partial.saturation.append(SaturationRow(connections: 64, health: health.rate, intake: intake.rate, failures: health.failures + intake.failures))
                 }
-                let intake = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .accepted) { index in
-                    var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents")
-                    request.method = .POST
-                    request.headers.add(name: "Content-Type", value: "application/json")
-                    request.headers.add(name: "Authorization", value: "Bearer \(token)")
-                    request.body = .bytes(.init(string: #"{"customer": "sat-\#(index)", "quantity": 1}"#))
-                    return request
+                for row in partial.saturation {
+                    say(String(format: "  %4d connections: GET /health %8.0f req/s; POST intents %8.0f req/s (%.2f× health)%@",
+                               row.connections, row.health, row.intake, row.intake / max(row.health, 1), row.failures > 0 ? " (\(row.failures) failed)" : ""))
                 }
-                partial.healthPerSecond = health.rate
-                partial.intakePerSecond = intake.rate
-                say(String(format: "  GET /health %8.0f req/s; POST intents %8.0f req/s (%.2f× health), 64 connections", health.rate, intake.rate, intake.rate / max(health.rate, 1)))
+                say("  generator: \(partial.saturationGenerator)")
                 // Bulk intake: producers that batch on their side send 1,000 intents per request (NDJSON).
                 let bulkItems = 1_000
                 let bulkBody = (0..<bulkItems).map { #"{"customer": "bulk-\#($0)", "quantity": 1}"# }.joined(separator: "\n")
@@ -360,17 +394,30 @@ final class BenchRunner: Sendable {
                 }
                 partial.bulkIntentsPerSecond = bulk.rate * Double(bulkItems)
                 say(String(format: "  POST intents/batch: %8.0f intents/s (%d per request, 8 connections)", bulk.rate * Double(bulkItems), bulkItems))
-                while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(100)) }
+                while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(500)) }
+                // A drained million-intent queue leaves its dead index entries for autovacuum; every claim and
+                // status read walks them until it runs. Vacuum now, so the open loop measures a steady server.
+                try await store.execute(unsafeSQL: "VACUUM ANALYZE intents")
                 for rate in plan.httpRates {
                     var load = OpenLoad.Configuration(baseURL: baseURL, eventID: event.id, rate: rate, duration: .seconds(plan.httpSeconds))
                     load.token = token
                     let result = await OpenLoad(load).run(client: client)
-                    partial.http.append(HTTPRow(rate: rate, result: result))
-                    say(String(format: "  offered %6d/s: accepted %d/%d, intake p50 %.1f p99 %.1f ms; intake→outcome p50 %.1f p99 %.1f p99.9 %.1f ms",
-                               rate, result.accepted, result.offered,
-                               Double(result.intakeLatency.valueAtPercentile(50)) / 1000, Double(result.intakeLatency.valueAtPercentile(99)) / 1000,
-                               Double(result.outcomeLatency.valueAtPercentile(50)) / 1000, Double(result.outcomeLatency.valueAtPercentile(99)) / 1000,
-                               Double(result.outcomeLatency.valueAtPercentile(99.9)) / 1000))
+                    // Every accepted intent's decision time, from the outcomes table once the queue is drained.
+                    let drainDeadline = ContinuousClock.now + .seconds(60)
+                    while try await store.totalQueued() > 0, ContinuousClock.now < drainDeadline { try await Task.sleep(for: .milliseconds(100)) }
+                    let decidedAt = try await store.decidedAt(result.acceptedIntents.map(\.id))
+                    var decision = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+                    for (id, intended) in result.acceptedIntents {
+                        guard let decided = decidedAt[id] else { continue }
+                        _ = decision.record(UInt64(max(0, decided.timeIntervalSince(intended)) * 1_000_000))
+                    }
+                    let row = HTTPRow(rate: rate, result: result, decisionLatency: decision, undecided: result.acceptedIntents.count - decidedAt.count)
+                    partial.http.append(row)
+                    let ms: (Histogram<UInt64>, Double) -> Double = { Double($0.valueAtPercentile($1)) / 1000 }
+                    say(String(format: "  offered %6d/s: accepted %d/%d, intake p50 %.1f p99 %.1f ms; intake→decided p50 %.1f p99 %.1f p99.9 %.1f ms; long-poll (1 in %d) p50 %.1f p99 %.1f ms",
+                               rate, result.accepted, result.offered, ms(result.intakeLatency, 50), ms(result.intakeLatency, 99),
+                               ms(decision, 50), ms(decision, 99), ms(decision, 99.9), load.longPollEvery,
+                               ms(result.outcomeLatency, 50), ms(result.outcomeLatency, 99)))
                 }
                 partial.apiPeakKilobytes = api.peakResidentKilobytes().max()
                 partial.httpWorkerPeakKilobytes = workers.peakResidentKilobytes().max()
@@ -386,8 +433,8 @@ final class BenchRunner: Sendable {
             return (partial, try await store.audit())
         }
         results.http = outcome.0.http
-        results.healthPerSecond = outcome.0.healthPerSecond
-        results.intakePerSecond = outcome.0.intakePerSecond
+        results.saturation = outcome.0.saturation
+        results.saturationGenerator = outcome.0.saturationGenerator
         results.bulkIntentsPerSecond = outcome.0.bulkIntentsPerSecond
         results.apiPeakKilobytes = outcome.0.apiPeakKilobytes
         results.httpWorkerPeakKilobytes = outcome.0.httpWorkerPeakKilobytes

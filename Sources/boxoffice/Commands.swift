@@ -102,6 +102,7 @@ struct Work: AsyncParsableCommand {
 
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
     @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
+    @Option(help: "Milliseconds to let a batch fill after a small one (fewer than 64 intents) before claiming again: fewer, larger transactions while intake trickles in; 0 claims at once.") var lingerMilliseconds = 5
     @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Option(help: .hidden) var parentPid: Int32?
     @OptionGroup var database: DatabaseOptions
@@ -110,6 +111,7 @@ struct Work: AsyncParsableCommand {
     func validate() throws {
         guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...100000") }
         guard (1...60_000).contains(pollMilliseconds) else { throw ValidationError("--poll-milliseconds must be 1...60000") }
+        guard (0...1_000).contains(lingerMilliseconds) else { throw ValidationError("--linger-milliseconds must be 0...1000") }
     }
 
     func run() async throws {
@@ -117,10 +119,12 @@ struct Work: AsyncParsableCommand {
         var databaseConfiguration = try database.configuration()
         // One connection for the batch, one for LISTEN.
         databaseConfiguration.connectionsMax = min(databaseConfiguration.connectionsMax, 4)
+        databaseConfiguration.customPlans = true
         let store = Store(configuration: databaseConfiguration, logger: logger)
         var configuration = AllocationWorker.Configuration()
         configuration.batchSizeMax = batchSize
         configuration.pollInterval = .milliseconds(pollMilliseconds)
+        configuration.linger = .milliseconds(lingerMilliseconds)
         configuration.listen = !noListen
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger)
         var services: [any Service] = [StoreService(store: store), worker]

@@ -34,7 +34,7 @@ final class PgBouncer: @unchecked Sendable {
             pool_mode = transaction
             default_pool_size = \(poolSize)
             max_client_conn = 500
-            ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout
+            ignore_startup_parameters = extra_float_digits,statement_timeout,lock_timeout,idle_in_transaction_session_timeout,plan_cache_mode
             server_reset_query =
             log_connections = 0
             log_disconnections = 0

@@ -56,6 +56,31 @@ extension IntegrationTests {
             }
         }
 
+        @Test("Queue position: exact up to the count bound, then estimated from ids (exact for one event, never low)")
+        func queuePosition() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let hot = try await store.createEvent(name: "Hot", layout: .generalAdmission(capacity: 5))
+                let other = try await store.createEvent(name: "Other", layout: .generalAdmission(capacity: 5))
+                let bound = Store.queuePositionCountMax
+                var hotIDs: [UUID] = []
+                // One event alone, past the bound: every position is exact.
+                for _ in 0..<3 {
+                    let drafts = (0..<bound / 2 + 1).map { IntentDraft(eventID: hot.id, customer: "h-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
+                    hotIDs += try await store.enqueue(drafts).map(\.publicID)
+                }
+                for index in [0, 1, bound - 1, bound, bound + 1, hotIDs.count - 1] {
+                    guard case .pending(let ahead) = try await store.status(of: hotIDs[index])?.state else { Issue.record("not pending"); continue }
+                    #expect(ahead == index, "intent \(index) of one event")
+                }
+                // Another event's intents interleave with later ones: the estimate may only overstate.
+                _ = try await store.enqueue((0..<500).map { IntentDraft(eventID: other.id, customer: "o-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                let late = try await store.enqueue([IntentDraft(eventID: hot.id, customer: "late", request: .anywhere(quantity: 1), idempotencyKey: nil)])
+                guard case .pending(let ahead) = try await store.status(of: late[0].publicID)?.state else { Issue.record("not pending"); return }
+                #expect(ahead >= hotIDs.count && ahead <= hotIDs.count + 500)
+            }
+        }
+
         @Test("A batch that fails mid-settle rolls back entirely and the intents are claimed again")
         func failedBatchRollsBack() async throws {
             let database = try await TestCluster.freshDatabase()
