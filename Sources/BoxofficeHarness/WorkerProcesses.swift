@@ -70,6 +70,20 @@ public final class WorkerProcesses: @unchecked Sendable {
         }
     }
 
+    /// Each running child's resident memory now, split into anonymous (its heap and stacks) and
+    /// file-backed (code and shared libraries, shared with every other process that maps them), in kilobytes.
+    public func residentBreakdownKilobytes() -> [(anonymous: Int, file: Int)] {
+        pids.compactMap { pid in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+            func field(_ name: String) -> Int? {
+                status.split(separator: "\n").first { $0.hasPrefix(name) }
+                    .flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") }
+            }
+            guard let anonymous = field("RssAnon:"), let file = field("RssFile:") else { return nil }
+            return (anonymous, file)
+        }
+    }
+
     /// The highest resident set size each running child has reached (VmHWM), in kilobytes.
     public func peakResidentKilobytes() -> [Int] {
         pids.compactMap { pid in

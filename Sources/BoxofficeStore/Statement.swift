@@ -8,11 +8,16 @@ protocol StoreStatement: PostgresPreparedStatement {
     var query: PostgresQuery { get }
     /// Any instance: the SQL text does not depend on the values.
     static var sample: Self { get }
+    /// Run unnamed, so PostgreSQL plans it for the values at hand each time, never from a generic plan
+    /// cached on this connection. For statements that look up an array of keys (`= ANY($1)`): a
+    /// generic plan made while the table was nearly empty seq-scans it once it holds a million rows.
+    static var plansPerExecution: Bool { get }
 }
 
 extension StoreStatement {
     static var name: String { "boxoffice_\(String(describing: Self.self))_v1" }
     static var sql: String { sample.query.sql }
+    static var plansPerExecution: Bool { false }
     func makeBindings() throws -> PostgresBindings { query.binds }
 }
 
@@ -23,7 +28,7 @@ extension Store {
         guard let connection else {
             return try await client.withConnection { connection in try await self.rows(statement, on: connection) }
         }
-        let prepared = configuration.preparedStatements
+        let prepared = configuration.preparedStatements && !S.plansPerExecution
         let logger = self.logger
         do {
             return try await onHeld(connection) {

@@ -52,6 +52,10 @@ struct StatusStatement: StoreStatement {
 struct OutcomesStatement: StoreStatement {
     typealias Row = (UUID, EventID, Int, String, String?, [String])
     static let sample = OutcomesStatement(publicIDs: [])
+    /// An array lookup like the settle's, whose cached generic plan seq-scanned a million intents
+    /// (measured). This one runs once per settle notification, so planning it each time costs little
+    /// and takes that risk away.
+    static let plansPerExecution = true
     let publicIDs: [UUID]
 
     var query: PostgresQuery {

@@ -14,11 +14,11 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Boxoffice against the usual designs, on this machine, and print the table.",
         discussion: """
-            Runs against a private PostgreSQL with default durability (fsync and synchronous_commit on),
-            or DATABASE_URL. Every cell gets a fresh database and ends with the invariant audit; a cell
-            with a violation fails the run. Scenarios: drain (one hot general-admission event),
-            seatmap (best available in a section, 1–4 seats), events (50 events at once), http (intake
-            ceiling vs GET /health, open-loop latency), reference (row-lock designs), queue (claim cost
+            Runs against a private PostgreSQL with default durability (fsync and synchronous_commit on), \
+            or DATABASE_URL. Every cell gets a fresh database and ends with the invariant audit; a cell \
+            with a violation fails the run. Scenarios: drain (one hot general-admission event), \
+            seatmap (best available in a section, 1–4 seats), events (50 events at once), http (intake \
+            ceiling vs GET /health, open-loop latency), reference (row-lock designs), queue (claim cost \
             vs queue length). Build with -c release for meaningful figures.
             """)
 
@@ -161,6 +161,9 @@ struct BenchResults: Sendable {
     var bulkIntentsPerSecond: Double?
     var apiPeakKilobytes: Int?
     var httpWorkerPeakKilobytes: Int?
+    /// Resident memory after the HTTP load: anonymous (heap) and file-backed (code, shared libraries).
+    var apiBreakdownKilobytes: (anonymous: Int, file: Int)?
+    var workerBreakdownKilobytes: (anonymous: Int, file: Int)?
     var reference: [ReferenceRow] = []
     var queue: [QueueRow] = []
     var failures: [String] = []
@@ -421,6 +424,8 @@ final class BenchRunner: Sendable {
                 }
                 partial.apiPeakKilobytes = api.peakResidentKilobytes().max()
                 partial.httpWorkerPeakKilobytes = workers.peakResidentKilobytes().max()
+                partial.apiBreakdownKilobytes = api.residentBreakdownKilobytes().first
+                partial.workerBreakdownKilobytes = workers.residentBreakdownKilobytes().max { $0.anonymous < $1.anonymous }
             } catch {
                 try? await client.shutdown()
                 await api.terminateAll()
@@ -437,6 +442,8 @@ final class BenchRunner: Sendable {
         results.saturationGenerator = outcome.0.saturationGenerator
         results.bulkIntentsPerSecond = outcome.0.bulkIntentsPerSecond
         results.apiPeakKilobytes = outcome.0.apiPeakKilobytes
+        results.apiBreakdownKilobytes = outcome.0.apiBreakdownKilobytes
+        results.workerBreakdownKilobytes = outcome.0.workerBreakdownKilobytes
         results.httpWorkerPeakKilobytes = outcome.0.httpWorkerPeakKilobytes
         if !outcome.1.isClean { results.failures.append("http: \(outcome.1.violations.first ?? "")") }
         say("  peak RSS: API \((results.apiPeakKilobytes ?? 0) / 1024) MB, worker \((results.httpWorkerPeakKilobytes ?? 0) / 1024) MB; audit \(outcome.1.isClean ? "clean" : "FAILED")")

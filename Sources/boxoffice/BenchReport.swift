@@ -49,6 +49,9 @@ extension BenchResults {
                 lines.append("")
             }
             lines += ["Peak RSS under load: API \((apiPeakKilobytes ?? 0) / 1024) MB, worker \((httpWorkerPeakKilobytes ?? 0) / 1024) MB.", ""]
+            if let api = apiBreakdownKilobytes, let worker = workerBreakdownKilobytes {
+                lines += ["Resident after the load, heap (anonymous) + code and shared libraries (file-backed, the same pages in every Boxoffice process): API \(api.anonymous / 1024) + \(api.file / 1024) MB, worker \(worker.anonymous / 1024) + \(worker.file / 1024) MB.", ""]
+            }
         }
         if !reference.isEmpty {
             lines += ["## Reference designs (scenario 5)", "",

@@ -10,11 +10,11 @@ struct Boxoffice: AsyncParsableCommand {
         commandName: "boxoffice",
         abstract: "Flash-sale ticket allocation on PostgreSQL: intake queue, batch allocation, outcomes.",
         discussion: """
-            The database comes from DATABASE_URL (postgres://user:password@host:5432/db) or the libpq
-            variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE. `demo` and `bench` start a private
+            The database comes from DATABASE_URL (postgres://user:password@host:5432/db) or the libpq \
+            variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE. `demo` and `bench` start a private \
             PostgreSQL when neither is set.
 
-            Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as
+            Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as \
             many `boxoffice work` processes as the database can feed.
             """,
         subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, Verify.self, Demo.self, Bench.self],

@@ -26,9 +26,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the HTTP API: intake (202 after commit), status with long-poll, events, health.",
         discussion: """
-            Writes need a bearer token from the environment: BOXOFFICE_PRODUCER_TOKEN to enqueue intents,
-            BOXOFFICE_ADMIN_TOKEN to create events (it may enqueue too). Each is 16 to 512 visible ASCII
-            characters (openssl rand -hex 24). Without them `serve` refuses to start unless given --no-auth.
+            Writes need a bearer token from the environment: BOXOFFICE_PRODUCER_TOKEN to enqueue intents, \
+            BOXOFFICE_ADMIN_TOKEN to create events (it may enqueue too). Each is 16 to 512 visible ASCII \
+            characters (openssl rand -hex 24). Without them `serve` refuses to start unless given --no-auth. \
             Reads (GET) need no token. Stops on SIGTERM/SIGINT after draining in-flight requests.
             """)
 

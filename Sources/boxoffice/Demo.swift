@@ -13,9 +13,9 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a whole flash sale on this machine and print what happened.",
         discussion: """
-            Starts a private PostgreSQL (unless DATABASE_URL is set), migrates, starts the API in this
-            process and several `boxoffice work` processes, lets many concurrent buyers send intents over
-            HTTP (each long-polls its outcome), waits for every outcome, audits every invariant, prints
+            Starts a private PostgreSQL (unless DATABASE_URL is set), migrates, starts the API in this \
+            process and several `boxoffice work` processes, lets many concurrent buyers send intents over \
+            HTTP (each long-polls its outcome), waits for every outcome, audits every invariant, prints \
             a summary and cleans up. Exits 1 if any invariant broke.
             """)
 
