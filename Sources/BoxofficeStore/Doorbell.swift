@@ -8,6 +8,8 @@ public final class Doorbell: Sendable {
         var rung = false
         var waiter: (id: Int, continuation: CheckedContinuation<Void, Never>)?
         var nextID = 0
+        /// A wait whose deadline passed before it parked.
+        var released: Int?
     }
 
     private let state = Mutex(State())
@@ -27,23 +29,36 @@ public final class Doorbell: Sendable {
     }
 
     /// Returns when rung (at once if rung since the last wait), when `timeout` passes, or on cancellation.
+    /// The timeout is a ``TimeoutWatchdog`` deadline, not a sleeping task per wait.
     public func wait(timeout: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForRing() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    private func waitForRing() async {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
+        let deadline = TimeoutWatchdog.shared.register(deadline: .now + timeout) { self.release(id) }
+        defer { TimeoutWatchdog.shared.cancel(deadline) }
+        await waitForRing(id)
+    }
+
+    /// Resumes wait `id` if it is still the one waiting (its deadline passed, or it was cancelled).
+    private func release(_ id: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter, waiter.id == id else {
+                // The deadline beat the wait to parking: it must not park at all.
+                if id == state.nextID { state.released = id }
+                return nil
+            }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume()
+    }
+
+    private func waitForRing(_ id: Int) async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state in
+                    if state.released == id { return true }
                     if state.rung || Task.isCancelled {
                         state.rung = false
                         return true
@@ -54,12 +69,7 @@ public final class Doorbell: Sendable {
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                guard let waiter = state.waiter, waiter.id == id else { return nil }
-                state.waiter = nil
-                return waiter.continuation
-            }
-            waiter?.resume()
+            release(id)
         }
     }
 }

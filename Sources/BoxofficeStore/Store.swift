@@ -100,13 +100,15 @@ public func withTimeout<T: Sendable>(_ duration: Duration, _ body: @escaping @Se
     }
 }
 
-/// The first of `body`'s result, the timer and the caller's cancellation wins; the others are dropped.
+/// The first of `body`'s result, the deadline (``TimeoutWatchdog``) and the caller's cancellation wins;
+/// the others are dropped.
 private final class TimeoutRace<T: Sendable>: Sendable {
     struct State {
         var continuation: CheckedContinuation<T, any Error>?
         var early: Result<T, any Error>?
         var finished = false
-        var tasks: [Task<Void, Never>] = []
+        var work: Task<Void, Never>?
+        var timer: Int?
     }
 
     let state = Mutex(State())
@@ -118,23 +120,26 @@ private final class TimeoutRace<T: Sendable>: Sendable {
             return nil
         }
         if let early { return continuation.resume(with: early) }
+        let timer = TimeoutWatchdog.shared.register(deadline: .now + duration) {
+            self.finish(.failure(TimeoutError(duration: duration)))
+        }
         let work = Task {
             do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
         }
-        let timer = Task {
-            guard (try? await Task.sleep(for: duration)) != nil else { return }
-            self.finish(.failure(TimeoutError(duration: duration)))
-        }
         let late = state.withLock { state -> Bool in
             if state.finished { return true }
-            state.tasks = [work, timer]
+            state.work = work
+            state.timer = timer
             return false
         }
-        if late { work.cancel(); timer.cancel() }
+        if late {
+            work.cancel()
+            TimeoutWatchdog.shared.cancel(timer)
+        }
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let winner = state.withLock { state -> (CheckedContinuation<T, any Error>, [Task<Void, Never>])? in
+        let winner = state.withLock { state -> (CheckedContinuation<T, any Error>, Task<Void, Never>?, Int?)? in
             if state.finished { return nil }
             state.finished = true
             guard let continuation = state.continuation else {
@@ -142,12 +147,13 @@ private final class TimeoutRace<T: Sendable>: Sendable {
                 return nil
             }
             state.continuation = nil
-            defer { state.tasks = [] }
-            return (continuation, state.tasks)
+            defer { state.work = nil; state.timer = nil }
+            return (continuation, state.work, state.timer)
         }
-        guard let (continuation, tasks) = winner else { return }
+        guard let (continuation, work, timer) = winner else { return }
         continuation.resume(with: result)
-        for task in tasks { task.cancel() }
+        work?.cancel()
+        if let timer { TimeoutWatchdog.shared.cancel(timer) }
     }
 }
 

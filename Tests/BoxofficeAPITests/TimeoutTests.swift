@@ -1,0 +1,61 @@
+import BoxofficeStore
+import Synchronization
+import Testing
+
+/// The process-wide deadline clock behind every bounded wait: it must fire, never hang, and leave
+/// nothing registered once the waits are over.
+@Suite("Bounded waits", .serialized)
+struct TimeoutTests {
+    @Test("withTimeout returns the body's value, or gives up on a body that ignores cancellation")
+    func withTimeoutBounds() async throws {
+        #expect(try await withTimeout(.seconds(5)) { 42 } == 42)
+        let started = ContinuousClock.now
+        await #expect(throws: TimeoutError.self) {
+            try await withTimeout(.milliseconds(100)) {
+                // Ignores cancellation, as a PostgresNIO statement on a closed connection does.
+                let never = Mutex<CheckedContinuation<Void, Never>?>(nil)
+                await withCheckedContinuation { continuation in never.withLock { $0 = continuation } }
+                return 0
+            }
+        }
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .milliseconds(100) && waited < .seconds(2), "gave up after \(waited)")
+    }
+
+    @Test("Thousands of finished waits leave no deadline behind")
+    func noLeftovers() async throws {
+        for value in 0..<2_000 {
+            #expect(try await withTimeout(.seconds(20)) { value } == value)
+        }
+        let bell = Doorbell()
+        for _ in 0..<500 {
+            bell.ring()
+            await bell.wait(timeout: .seconds(20))
+        }
+        #expect(TimeoutWatchdog.shared.pending == 0)
+    }
+
+    @Test("A doorbell wakes on a ring (even one rung before the wait), else after its timeout")
+    func doorbell() async {
+        let bell = Doorbell()
+        var started = ContinuousClock.now
+        await bell.wait(timeout: .milliseconds(80))
+        var waited = ContinuousClock.now - started
+        #expect(waited >= .milliseconds(80) && waited < .seconds(2), "timed out after \(waited)")
+
+        bell.ring()
+        started = .now
+        await bell.wait(timeout: .seconds(30))
+        #expect(ContinuousClock.now - started < .seconds(1), "a remembered ring must not wait")
+
+        started = .now
+        async let ringer: Void = { try? await Task.sleep(for: .milliseconds(50)); bell.ring() }()
+        await bell.wait(timeout: .seconds(30))
+        waited = ContinuousClock.now - started
+        await ringer
+        #expect(waited < .seconds(5), "a ring must wake the wait, waited \(waited)")
+
+        // A deadline that passes before the wait has parked must still end it.
+        for _ in 0..<20 { await bell.wait(timeout: .zero) }
+    }
+}
