@@ -47,7 +47,12 @@ struct Bench: AsyncParsableCommand {
         let runner = try await BenchRunner.start(plan: plan, logger: logger)
         defer { runner.cluster?.destroy() }
         let results = try await runner.runAll()
-        let markdown = results.markdown(plan: plan, environment: runner.environmentLines, command: Self.commandLine())
+        // The picture is linked relative to the report when both are written.
+        let picture = svg.flatMap { svg in report.map { report in
+            URL(fileURLWithPath: report).deletingLastPathComponent().path == URL(fileURLWithPath: svg).deletingLastPathComponent().path
+                ? URL(fileURLWithPath: svg).lastPathComponent : svg
+        } }
+        let markdown = results.markdown(plan: plan, environment: runner.environmentLines, command: Self.commandLine(), picture: picture)
         print("\n" + markdown)
         if let report { try markdown.write(toFile: report, atomically: true, encoding: .utf8) }
         if let svg { try results.svg().write(toFile: svg, atomically: true, encoding: .utf8) }

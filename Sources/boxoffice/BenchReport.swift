@@ -7,16 +7,20 @@ extension BenchResults {
         drain.filter { $0.label == "general admission" }.max { $0.allocationsPerSecond < $1.allocationsPerSecond }
     }
 
-    func markdown(plan: BenchPlan, environment: [String], command: String) -> String {
+    func markdown(plan: BenchPlan, environment: [String], command: String, picture: String? = nil) -> String {
         var lines: [String] = ["# Boxoffice benchmarks", ""]
         lines += environment.map { "- \($0)" }
         lines += ["- command: `\(command)`", ""]
+        if let picture {
+            lines += ["![Allocations/s by batch size against the reference designs, and HTTP intake→decided latency by percentile](\(picture))", ""]
+        }
         let f0: (Double) -> String = { String(format: "%.0f", $0) }
         let f1: (Double) -> String = { String(format: "%.1f", $0) }
         let f2: (Double) -> String = { String(format: "%.2f", $0) }
         if !drain.isEmpty {
             lines += ["## Drain (scenarios 1–3)", "",
                       "Intents pre-queued, then N `boxoffice work` processes drain them; allocations/s counts decided intents from the first settled batch to the end (or the time budget).", "",
+                      "One batch, whatever its size: BEGIN; pick the event and lock its inventory row (`FOR NO KEY UPDATE SKIP LOCKED`); claim up to *batch* intents (`FOR UPDATE SKIP LOCKED`, an index range scan); for a seat map, read the rows with free seats; allocate in memory; one settle statement (delete the intents by primary key, insert their outcomes, update the seat rows and the inventory, NOTIFY); COMMIT. That is 5 round trips (6 for a seat map), *batch* + 1 rows written, and one WAL flush.", "",
                       "| scenario | workers | batch | allocations/s | batches/s | batch p50 ms | batch p99 ms | drained | worker peak RSS MB |",
                       "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
             for row in drain {
