@@ -24,6 +24,10 @@ public struct SaleLoad: Sendable {
         public var seed: UInt64 = 42
         /// Bearer token sent as Authorization, if the server wants one.
         public var token: String?
+        /// The whole sale at most: past it buyers neither send nor wait any more, so a server that
+        /// cannot decide (workers that never connect) ends the run with `undecided` intents instead
+        /// of two minutes of long-polls per intent.
+        public var timeLimit: Duration = .seconds(180)
 
         public init(baseURL: String, eventID: Int64, intents: Int) {
             self.baseURL = baseURL
@@ -93,9 +97,10 @@ public struct SaleLoad: Sendable {
 
     public func run(client: HTTPClient, progress: Progress = Progress()) async -> Result {
         let start = ContinuousClock.now
+        let deadline = start + configuration.timeLimit
         var total = await withTaskGroup(of: Result.self) { group in
             for buyer in 0..<configuration.clients {
-                group.addTask { await self.buyer(buyer, client: client, progress: progress) }
+                group.addTask { await self.buyer(buyer, client: client, progress: progress, deadline: deadline) }
             }
             var total = Result()
             for await result in group { total.merge(result) }
@@ -105,12 +110,12 @@ public struct SaleLoad: Sendable {
         return total
     }
 
-    private func buyer(_ buyer: Int, client: HTTPClient, progress: Progress) async -> Result {
+    private func buyer(_ buyer: Int, client: HTTPClient, progress: Progress, deadline: ContinuousClock.Instant) async -> Result {
         var result = Result()
         var random = SplitMix64(seed: configuration.seed &+ UInt64(buyer) &* 0x9E37_79B9)
         while true {
             let index = progress.next.add(1, ordering: .relaxed).oldValue
-            guard index < configuration.intents else { return result }
+            guard index < configuration.intents, ContinuousClock.now < deadline else { return result }
             let quantity = configuration.quantities.lowerBound
                 + Int(random.next() % UInt64(configuration.quantities.count))
             var body = ["customer": "c-\(index)"] as [String: Any]
@@ -142,7 +147,7 @@ public struct SaleLoad: Sendable {
             result.accepted.append(id)
             progress.acceptedCount.add(1, ordering: .relaxed)
             guard configuration.awaitOutcome else { continue }
-            if let status = await awaitOutcome(id, client: client) {
+            if let status = await awaitOutcome(id, client: client, until: deadline) {
                 _ = result.outcomeLatency.record(Self.microseconds(ContinuousClock.now - sent))
                 progress.decidedCount.add(1, ordering: .relaxed)
                 if status.status == "confirmed" {
@@ -158,9 +163,9 @@ public struct SaleLoad: Sendable {
         }
     }
 
-    /// Long-polls until the intent is decided; nil after about two minutes of pending answers.
-    func awaitOutcome(_ id: UUID, client: HTTPClient) async -> Status? {
-        for _ in 0..<8 {
+    /// Long-polls until the intent is decided; nil after about two minutes of pending answers, or at `deadline`.
+    func awaitOutcome(_ id: UUID, client: HTTPClient, until deadline: ContinuousClock.Instant = .now + .seconds(180)) async -> Status? {
+        for _ in 0..<8 where ContinuousClock.now < deadline {
             var request = HTTPClientRequest(url: "\(configuration.baseURL)/intents/\(id)?wait=15")
             request.method = .GET
             guard let response = try? await client.execute(request, timeout: .seconds(30)),

@@ -95,6 +95,8 @@ struct Demo: AsyncParsableCommand {
             load.token = producerToken
             load.seed = settings.seed
             load.quantities = 1...4
+            // Generous: a million intents at this machine's ~2,000/s need ~8 minutes.
+            load.timeLimit = .seconds(max(180, settings.intents / 100))
             if case .seatMap(let sections) = layout { load.sections = [nil] + sections.map(\.name) }
             var httpConfiguration = HTTPClient.Configuration()
             httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = settings.clients

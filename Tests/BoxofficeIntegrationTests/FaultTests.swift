@@ -21,6 +21,7 @@ extension IntegrationTests {
                 var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 20_000)
                 load.clients = 64
                 load.quantities = 1...2
+                load.timeLimit = .seconds(420)  // ≈ 85 s here; room for a slower CI machine
                 let sale = load
                 let kills = ChaosCounter()
                 let result = await withTaskGroup(of: SaleLoad.Result?.self) { group in
