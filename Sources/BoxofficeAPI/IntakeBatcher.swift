@@ -23,6 +23,12 @@ public final class IntakeBatcher: Service, Sendable {
         /// Longest one group INSERT may take (lease included) before its requests get 503; a late commit
         /// of a timed-out group is possible, which is why clients retry with an Idempotency-Key.
         public var writeTimeout: Duration = .seconds(5)
+        /// Least time between two groups that NOTIFY the workers. PostgreSQL serializes the commits of
+        /// notifying transactions, so a NOTIFY per group throttled intake (11.5–12.4k → 15.5k
+        /// intents/s at 64 connections without it, measured with wrk). A busy worker looks again
+        /// after every batch, and an idle one polls every ``AllocationWorker`` hot-poll interval for a
+        /// second after its last batch, so a group committed between two notifications waits at most that.
+        public var notifyIntervalMin: Duration = .milliseconds(10)
 
         public init() {}
     }
@@ -47,6 +53,8 @@ public final class IntakeBatcher: Service, Sendable {
     let configuration: Configuration
     let logger: Logger
     let state = Mutex(State())
+    /// When this process last sent the intake NOTIFY.
+    let lastNotify = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
         self.store = store
@@ -104,6 +112,16 @@ public final class IntakeBatcher: Service, Sendable {
         for flusher in flushers { flusher.resume() }
     }
 
+    /// True at most once per ``Configuration/notifyIntervalMin``.
+    func shouldNotify() -> Bool {
+        lastNotify.withLock { last in
+            let now = ContinuousClock.now
+            if let last, now - last < configuration.notifyIntervalMin { return false }
+            last = now
+            return true
+        }
+    }
+
     private func flushUntilStopped() async {
         while true {
             let (group, stopped): ([Waiting], Bool) = state.withLock { state in
@@ -129,7 +147,8 @@ public final class IntakeBatcher: Service, Sendable {
             }
             do {
                 let drafts = group.map(\.draft)
-                let results = try await withTimeout(configuration.writeTimeout) { try await self.store.enqueue(drafts) }
+                let notify = shouldNotify()
+                let results = try await withTimeout(configuration.writeTimeout) { try await self.store.enqueue(drafts, notify: notify) }
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
                 logger.warning("intake group failed", metadata: ["intents": "\(group.count)", "error": "\(describeDatabaseError(error))"])

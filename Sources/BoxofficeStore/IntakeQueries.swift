@@ -70,9 +70,10 @@ extension PurchaseRequest {
 /// Inserts a group of intents and their Idempotency-Keys in one statement and notifies workers.
 /// A key already taken makes its row skip the queue; the caller looks the key up afterwards.
 struct EnqueueStatement: StoreStatement {
-    typealias Row = ([UUID], String)
-    static let sample = EnqueueStatement(drafts: [])
+    typealias Row = ([UUID], Int)
+    static let sample = EnqueueStatement(drafts: [], notify: true)
     let drafts: [IntentDraft]
+    let notify: Bool
 
     var query: PostgresQuery {
         """
@@ -96,7 +97,7 @@ struct EnqueueStatement: StoreStatement {
             ORDER BY ord
             RETURNING public_id
         )
-        SELECT coalesce(array_agg(public_id), '{}'), pg_notify(\(Store.intentsChannel), '') FROM queued
+        SELECT coalesce(array_agg(public_id), '{}'), (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM queued
         """
     }
 
@@ -106,9 +107,10 @@ struct EnqueueStatement: StoreStatement {
 /// The common case: no intent of the group carries an Idempotency-Key, so nothing can conflict. Six
 /// arrays instead of eight, no key CTE, and a count back instead of every id.
 struct EnqueueUnkeyedStatement: StoreStatement {
-    typealias Row = (Int, String)
-    static let sample = EnqueueUnkeyedStatement(drafts: [])
+    typealias Row = (Int, Int)
+    static let sample = EnqueueUnkeyedStatement(drafts: [], notify: true)
     let drafts: [IntentDraft]
+    let notify: Bool
 
     var query: PostgresQuery {
         """
@@ -123,7 +125,7 @@ struct EnqueueUnkeyedStatement: StoreStatement {
             ORDER BY ord
             RETURNING 1
         )
-        SELECT count(*)::int, pg_notify(\(Store.intentsChannel), '') FROM queued
+        SELECT count(*)::int, (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM queued
         """
     }
 
@@ -135,17 +137,22 @@ extension Store {
     /// Idempotency-Keys, and tells workers there is work. Results come back in the order given.
     ///
     /// Group commit is how intake keeps up with HTTP: one INSERT per request tops out far lower.
-    public func enqueue(_ drafts: [IntentDraft]) async throws -> [IntakeResult] {
+    ///
+    /// `notify: false` skips the NOTIFY that wakes idle workers. PostgreSQL serializes the commits of
+    /// notifying transactions (a global lock held through the WAL flush), so the intake batcher
+    /// notifies at most once per ``IntakeBatcher/Configuration/notifyIntervalMin`` and busy workers
+    /// find the rest by looking again.
+    public func enqueue(_ drafts: [IntentDraft], notify: Bool = true) async throws -> [IntakeResult] {
         guard !drafts.isEmpty else { return [] }
         if drafts.allSatisfy({ $0.idempotencyKey == nil }) {
-            let written = try await rows(EnqueueUnkeyedStatement(drafts: drafts)).first?.0 ?? 0
+            let written = try await rows(EnqueueUnkeyedStatement(drafts: drafts, notify: notify)).first?.0 ?? 0
             guard written == drafts.count else {
                 throw StoreError.invariantBroken("intake wrote \(written) of \(drafts.count) intents")
             }
             return drafts.map { .accepted($0.publicID) }
         }
         var queued = Set<UUID>()
-        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts)) { queued.formUnion(ids) }
+        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts, notify: notify)) { queued.formUnion(ids) }
 
         let conflicted = drafts.filter { !queued.contains($0.publicID) }
         guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }

@@ -24,6 +24,11 @@ public final class AllocationWorker: Service, Sendable {
         public var linger: Duration = .milliseconds(5)
         /// Batches smaller than this are followed by ``linger``.
         public var smallBatch = 64
+        /// Idle within ``hotPeriod`` of its last batch, a worker looks again this often instead of
+        /// every ``pollInterval``: intake sends at most one NOTIFY per 10 ms per API process, so a
+        /// group that commits just after a look is found by the next one, not 250 ms later.
+        public var hotPollInterval: Duration = .milliseconds(10)
+        public var hotPeriod: Duration = .seconds(1)
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
         public var listen = true
         /// Upper bound of the back-off after a failed batch (the database down, a timeout).
@@ -80,6 +85,7 @@ public final class AllocationWorker: Service, Sendable {
     /// The loop. Never cancelled in the middle of a batch by a graceful shutdown: only the idle wait is.
     func allocateUntilShutdown() async {
         var backoff = Duration.milliseconds(50)
+        var lastBatch = ContinuousClock.now - configuration.hotPeriod
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
@@ -88,10 +94,13 @@ public final class AllocationWorker: Service, Sendable {
                 }
                 backoff = .milliseconds(50)
                 guard let report else {
-                    await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: self.configuration.pollInterval) }
-                    await linger()
+                    let hot = ContinuousClock.now - lastBatch < configuration.hotPeriod
+                    let wait = hot ? min(configuration.hotPollInterval, configuration.pollInterval) : configuration.pollInterval
+                    await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: wait) }
+                    if !hot { await linger() }
                     continue
                 }
+                lastBatch = .now
                 if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
                 let elapsed = (ContinuousClock.now - started).components
                 let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)

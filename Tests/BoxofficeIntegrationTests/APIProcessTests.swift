@@ -24,7 +24,10 @@ extension IntegrationTests {
                 try process.spawn(1)
                 let deadline = ContinuousClock.now + .seconds(30)
                 while (try? await api.get("/health"))?.status != 200 {
-                    guard ContinuousClock.now < deadline else { throw CancellationError() }
+                    guard ContinuousClock.now < deadline else {
+                        Issue.record("boxoffice serve did not answer /health at \(api.baseURL) within 30 s\n\(workerLogTail())")
+                        throw CancellationError()
+                    }
                     try await Task.sleep(for: .milliseconds(50))
                 }
             }
@@ -79,9 +82,11 @@ extension IntegrationTests {
                 for try await key in try await base.store.client.query("SELECT key FROM idempotency_keys").decode(String.self) { committed.insert(key) }
                 for (key, status) in drained where status == 202 { #expect(committed.contains(key), "202 for \(key), but it was not committed") }
 
-                // Restarted, the process still knows the key (it lives in the database, not in memory).
-                try await servers[0].start()
-                let replay = try await servers[0].api.post("/events/\(event)/intents", body, headers: [auth, ("Idempotency-Key", "shared")])
+                // A new process still knows the key (it lives in the database, not in memory). It gets a new
+                // port: the stopped one's may meanwhile be some client connection's ephemeral port.
+                let restarted = Server(base, producer: producer, admin: AccessControl.randomToken())
+                try await restarted.start()
+                let replay = try await restarted.api.post("/events/\(event)/intents", body, headers: [auth, ("Idempotency-Key", "shared")])
                 #expect(replay.status == 202)
                 #expect(replay["id"] == ids.first)
                 #expect(replay.headers.contains { $0.0.lowercased() == "idempotent-replayed" && $0.1 == "true" })
@@ -89,7 +94,7 @@ extension IntegrationTests {
                                                           headers: [auth, ("Idempotency-Key", "shared")])
                 #expect(other.status == 422)
                 #expect(other.error == "idempotency_key_reused")
-                for server in servers { #expect(await server.process.terminateAll() == [0]) }
+                for server in [servers[1], restarted] { #expect(await server.process.terminateAll() == [0]) }
                 #expect(try await base.count("intents") == committed.count)
             }
         }

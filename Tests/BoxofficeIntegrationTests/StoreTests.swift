@@ -1,6 +1,7 @@
 import BoxofficeCore
 import BoxofficeStore
 import Foundation
+import Synchronization
 import Testing
 
 extension IntegrationTests {
@@ -78,6 +79,35 @@ extension IntegrationTests {
                 let late = try await store.enqueue([IntentDraft(eventID: hot.id, customer: "late", request: .anywhere(quantity: 1), idempotencyKey: nil)])
                 guard case .pending(let ahead) = try await store.status(of: late[0].publicID)?.state else { Issue.record("not pending"); return }
                 #expect(ahead >= hotIDs.count && ahead <= hotIDs.count + 500)
+            }
+        }
+
+        @Test("Intake notifies the workers only when asked to (the batcher throttles NOTIFY)")
+        func intakeNotifyFlag() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Quiet", layout: .generalAdmission(capacity: 5))
+                let heard = Atomic<Int>(0)
+                let listener = Task { try await store.listen(on: Store.intentsChannel) { _ in heard.add(1, ordering: .relaxed) } }
+                defer { listener.cancel() }
+                // The LISTEN is in place once a notification sent now is heard.
+                let draft = { (keyed: Bool) in IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil) }
+                var deadline = ContinuousClock.now + .seconds(10)
+                while heard.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
+                    _ = try await store.enqueue([draft(false)], notify: true)
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                try #require(heard.load(ordering: .relaxed) > 0, "the listener never heard intake")
+                try await Task.sleep(for: .milliseconds(300))
+                let before = heard.load(ordering: .relaxed)
+                // Silent groups, keyed and unkeyed (two statements), then one that notifies.
+                _ = try await store.enqueue([draft(false), draft(false)], notify: false)
+                _ = try await store.enqueue([draft(true)], notify: false)
+                _ = try await store.enqueue([draft(false)], notify: true)
+                deadline = ContinuousClock.now + .seconds(10)
+                while heard.load(ordering: .relaxed) == before, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(heard.load(ordering: .relaxed) == before + 1)
             }
         }
 
