@@ -67,7 +67,7 @@ extension PurchaseRequest {
     }
 }
 
-/// Inserts a group of intents and their Idempotency-Keys in one statement and notifies workers.
+/// Inserts a group of intents and their Idempotency-Keys in one statement, and notifies workers if asked.
 /// A key already taken makes its row skip the queue; the caller looks the key up afterwards.
 struct EnqueueStatement: StoreStatement {
     typealias Row = ([UUID], Int)

@@ -101,7 +101,6 @@ public final class AllocationWorker: Service, Sendable {
                     continue
                 }
                 lastBatch = .now
-                if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
                 let elapsed = (ContinuousClock.now - started).components
                 let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)
                 totalsState.withLock { totals in
@@ -116,6 +115,8 @@ public final class AllocationWorker: Service, Sendable {
                     "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
                     "rejected": "\(report.rejected)", "tickets_sold": "\(report.ticketsSold)",
                 ])
+                // After the batch is timed: the pause is not part of the batch.
+                if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
             } catch {
                 totalsState.withLock { $0.failedBatches += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
