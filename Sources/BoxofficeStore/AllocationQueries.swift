@@ -113,6 +113,13 @@ extension Store {
 struct PickEventStatement: StoreStatement {
     typealias Row = (EventID, Int, Int)
     static let sample = PickEventStatement()
+    /// Having no parameters, a prepared copy is planned once per connection, for the statistics of that
+    /// moment, and `plan_cache_mode` cannot change that. A worker that connected to an empty queue (a
+    /// fresh database, a truncated table) kept a plan that seq-scanned `intents` for every batch:
+    /// under HTTP load, with autovacuum behind, that scan over dead rows was most of PostgreSQL's CPU
+    /// (perf: HeapTupleSatisfiesVisibility and heapgetpage on top; auto_explain showed the plan).
+    /// Planned per execution, it sees the table's current size and walks the index.
+    static let plansPerExecution = true
 
     var query: PostgresQuery {
         """
