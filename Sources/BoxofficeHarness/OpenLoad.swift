@@ -3,6 +3,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 
 /// An open-loop intake generator: sends intents at a fixed rate whatever the server does, and
@@ -16,8 +17,12 @@ public struct OpenLoad: Sendable {
         public var rate: Int
         public var duration: Duration
         public var token: String?
-        /// Requests in flight at most; past it an intent is counted as not sent (the generator saturated).
+        /// Intents in flight or waiting for a connection at most; past it an intent is counted as not
+        /// sent (the generator saturated).
         public var inFlightMax = 20_000
+        /// Keep-alive connections at most, opened as the load needs them. Each carries one request at a
+        /// time; an intent due while all are busy waits, and the wait counts in its latency.
+        public var connectionsMax = 256
         /// Long-poll the outcome of every n-th accepted intent, as a buyer's client would, and record
         /// intake→outcome latency as the client sees it (1: every intent; 0: none). Long-polling every
         /// intent from this process doubles the requests, and on a shared 2-core machine the generator's
@@ -56,71 +61,22 @@ public struct OpenLoad: Sendable {
         self.configuration = configuration
     }
 
-    /// Shared by the request tasks of one run.
-    final class Tally: Sendable {
-        let result = Mutex(Result())
-        let inFlight = Atomic<Int>(0)
-        let lastAccepted = Mutex(ContinuousClock.now)
+    /// Offers the load and waits for every 202 and every sampled outcome.
+    public func run() async throws -> Result {
+        guard let url = URL(string: configuration.baseURL), let host = url.host, let port = url.port else {
+            throw OpenLoadError.badBaseURL(configuration.baseURL)
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { group.shutdownGracefully { _ in } }
+        let driver = OpenLoopDriver(loop: group.next(), configuration: configuration, host: host, port: port)
+        return try await driver.run().get()
     }
 
-    public func run(client: HTTPClient) async -> Result {
-        let tally = Tally()
-        let total = Int(Double(configuration.rate) * Self.seconds(configuration.duration))
-        let interval = Duration.seconds(1) / configuration.rate
-        let start = ContinuousClock.now
-        let startWall = Date()
-        await withDiscardingTaskGroup { group in
-            for index in 0..<total {
-                let intended = start + interval * index
-                if intended > .now { try? await Task.sleep(until: intended, clock: .continuous) }
-                guard tally.inFlight.load(ordering: .relaxed) < configuration.inFlightMax else {
-                    tally.result.withLock { $0.notSent += 1 }
-                    continue
-                }
-                tally.inFlight.add(1, ordering: .relaxed)
-                let intendedWall = startWall.addingTimeInterval(Self.seconds(interval * index))
-                group.addTask {
-                    defer { tally.inFlight.subtract(1, ordering: .relaxed) }
-                    await self.send(index, intended: intended, intendedWall: intendedWall, client: client, tally: tally)
-                }
-            }
-        }
-        var result = tally.result.withLock { $0 }
-        result.offered = total
-        result.intakeDuration = tally.lastAccepted.withLock { $0 } - start
-        return result
-    }
-
-    private func send(_ index: Int, intended: ContinuousClock.Instant, intendedWall: Date, client: HTTPClient, tally: Tally) async {
-        var request = HTTPClientRequest(url: "\(configuration.baseURL)/events/\(configuration.eventID)/intents")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        request.body = .bytes(ByteBuffer(string: #"{"customer": "open-\#(index)", "quantity": 1}"#))
-        // The id comes from the Location header (/intents/{id}): no JSON decoding in the generator, whose
-        // CPU is taken from the same 2 cores as the server's.
-        guard let response = try? await client.execute(request, timeout: .seconds(60)),
-              (try? await response.body.collect(upTo: 1 << 16)) != nil,
-              response.status == .accepted,
-              let location = response.headers.first(name: "location"), location.hasPrefix("/intents/"),
-              let id = UUID(uuidString: String(location.dropFirst("/intents/".count)))
-        else {
-            tally.result.withLock { $0.failed += 1 }
-            return
-        }
-        let now = ContinuousClock.now
-        tally.result.withLock {
-            $0.accepted += 1
-            _ = $0.intakeLatency.record(SaleLoad.microseconds(now - intended))
-            $0.acceptedIntents.append((id, intendedWall))
-        }
-        tally.lastAccepted.withLock { $0 = max($0, now) }
-        guard configuration.longPollEvery > 0, index % configuration.longPollEvery == 0 else { return }
-        if await SaleLoad(.init(baseURL: configuration.baseURL, eventID: configuration.eventID, intents: 0)).awaitOutcome(id, client: client) != nil {
-            let decided = ContinuousClock.now
-            tally.result.withLock {
-                $0.decided += 1
-                _ = $0.outcomeLatency.record(SaleLoad.microseconds(decided - intended))
+    public enum OpenLoadError: Error, CustomStringConvertible {
+        case badBaseURL(String)
+        public var description: String {
+            switch self {
+            case .badBaseURL(let url): "the open-loop generator needs http://host:port, got \(url)"
             }
         }
     }

@@ -94,6 +94,12 @@ public final class WorkerProcesses: @unchecked Sendable {
         }
     }
 
+    /// Starts each running child's peak (VmHWM) again from its current resident size (Linux
+    /// `clear_refs` 5), so a peak can be read per phase of a run.
+    public func resetPeakResident() {
+        for pid in pids { try? "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8) }
+    }
+
     /// The `worker stopped` records the children logged on exit (JSON lines), as key → value maps.
     public func exitRecords() -> [[String: String]] {
         guard let logDirectory, let files = try? FileManager.default.contentsOfDirectory(atPath: logDirectory.path) else { return [] }

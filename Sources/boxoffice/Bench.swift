@@ -165,6 +165,8 @@ struct BenchResults: Sendable {
     /// Bulk intake: intents per second through `POST /events/{id}/intents/batch`, 1,000 per request.
     var bulkIntentsPerSecond: Double?
     var apiPeakKilobytes: Int?
+    /// Peak resident size of the API and of the larger worker in each phase of the HTTP run, kilobytes.
+    var peaksByPhase: [(phase: String, api: Int, worker: Int)] = []
     var httpWorkerPeakKilobytes: Int?
     /// Resident memory after the HTTP load: anonymous (heap) and file-backed (code, shared libraries).
     var apiBreakdownKilobytes: (anonymous: Int, file: Int)?
@@ -355,8 +357,15 @@ final class BenchRunner: Sendable {
             httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
             let baseURL = "http://127.0.0.1:\(port)"
+            // Peaks per phase: read, then start again from the current size.
+            func notePeaks(_ phase: String) {
+                partial.peaksByPhase.append((phase, api.peakResidentKilobytes().max() ?? 0, workers.peakResidentKilobytes().max() ?? 0))
+                api.resetPeakResident()
+                workers.resetPeakResident()
+            }
             do {
                 try await Self.waitForHealth(baseURL, client: client)
+                notePeaks("started, idle")
                 // Closed loop: this machine's HTTP ceiling (GET /health) against intake, same generator, same run.
                 if let wrk = Wrk.find() {
                     partial.saturationGenerator = "\(wrk.version), one thread"
@@ -389,6 +398,7 @@ final class BenchRunner: Sendable {
                                row.connections, row.health, row.intake, row.intake / max(row.health, 1), row.failures > 0 ? " (\(row.failures) failed)" : ""))
                 }
                 say("  generator: \(partial.saturationGenerator)")
+                notePeaks("closed loop (\(partial.saturation.map { "\($0.connections)" }.joined(separator: ", ")) connections)")
                 // Bulk intake: producers that batch on their side send 1,000 intents per request (NDJSON).
                 let bulkItems = 1_000
                 let bulkBody = (0..<bulkItems).map { #"{"customer": "bulk-\#($0)", "quantity": 1}"# }.joined(separator: "\n")
@@ -403,13 +413,14 @@ final class BenchRunner: Sendable {
                 partial.bulkIntentsPerSecond = bulk.rate * Double(bulkItems)
                 say(String(format: "  POST intents/batch: %8.0f intents/s (%d per request, 8 connections)", bulk.rate * Double(bulkItems), bulkItems))
                 while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(500)) }
+                notePeaks("bulk intake")
                 // A drained million-intent queue leaves its dead index entries for autovacuum; every claim and
                 // status read walks them until it runs. Vacuum now, so the open loop measures a steady server.
                 try await store.execute(unsafeSQL: "VACUUM ANALYZE intents")
                 for rate in plan.httpRates {
                     var load = OpenLoad.Configuration(baseURL: baseURL, eventID: event.id, rate: rate, duration: .seconds(plan.httpSeconds))
                     load.token = token
-                    let result = await OpenLoad(load).run(client: client)
+                    let result = try await OpenLoad(load).run()
                     // Every accepted intent's decision time, from the outcomes table once the queue is drained.
                     let drainDeadline = ContinuousClock.now + .seconds(60)
                     while try await store.totalQueued() > 0, ContinuousClock.now < drainDeadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -427,8 +438,9 @@ final class BenchRunner: Sendable {
                                ms(decision, 50), ms(decision, 99), ms(decision, 99.9), load.longPollEvery,
                                ms(result.outcomeLatency, 50), ms(result.outcomeLatency, 99)))
                 }
-                partial.apiPeakKilobytes = api.peakResidentKilobytes().max()
-                partial.httpWorkerPeakKilobytes = workers.peakResidentKilobytes().max()
+                notePeaks("open loop (\(plan.httpRates.map { "\($0)" }.joined(separator: ", ")) intents/s)")
+                partial.apiPeakKilobytes = partial.peaksByPhase.map(\.api).max()
+                partial.httpWorkerPeakKilobytes = partial.peaksByPhase.map(\.worker).max()
                 partial.apiBreakdownKilobytes = api.residentBreakdownKilobytes().first
                 partial.workerBreakdownKilobytes = workers.residentBreakdownKilobytes().max { $0.anonymous < $1.anonymous }
             } catch {
@@ -447,10 +459,12 @@ final class BenchRunner: Sendable {
         results.saturationGenerator = outcome.0.saturationGenerator
         results.bulkIntentsPerSecond = outcome.0.bulkIntentsPerSecond
         results.apiPeakKilobytes = outcome.0.apiPeakKilobytes
+        results.peaksByPhase = outcome.0.peaksByPhase
         results.apiBreakdownKilobytes = outcome.0.apiBreakdownKilobytes
         results.workerBreakdownKilobytes = outcome.0.workerBreakdownKilobytes
         results.httpWorkerPeakKilobytes = outcome.0.httpWorkerPeakKilobytes
         if !outcome.1.isClean { results.failures.append("http: \(outcome.1.violations.first ?? "")") }
+        for peak in results.peaksByPhase { say("  peak RSS, \(peak.phase): API \(peak.api / 1024) MB, worker \(peak.worker / 1024) MB") }
         say("  peak RSS: API \((results.apiPeakKilobytes ?? 0) / 1024) MB, worker \((results.httpWorkerPeakKilobytes ?? 0) / 1024) MB; audit \(outcome.1.isClean ? "clean" : "FAILED")")
     }
 

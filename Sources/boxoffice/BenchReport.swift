@@ -42,7 +42,7 @@ extension BenchResults {
                 lines += ["Bulk intake, `POST /events/{id}/intents/batch`, 1,000 intents per NDJSON request, 8 connections: **\(f0(bulk)) intents/s**.", ""]
             }
             if !http.isEmpty {
-                lines += ["Open loop (AsyncHTTPClient in this process): a fixed offered rate that does not slow down when the server does; every latency from the intended send time (ms). *Decided* is `outcomes.decided_at` of every accepted intent (the settle statement's start, same clock); *long-poll* is what a client polling `GET /intents/{id}?wait=15` saw, for 1 intent in 10.", "",
+                lines += ["Open loop (a wrk2-style generator in this process: raw HTTP/1.1 on one event-loop thread, up to 256 kept-alive connections, one request at a time on each): a fixed offered rate that does not slow down when the server does; every latency from the intended send time (ms). *Decided* is `outcomes.decided_at` of every accepted intent (the settle statement's start, same clock); *long-poll* is what a client polling `GET /intents/{id}?wait=15` saw, for 1 intent in 10.", "",
                           "| offered/s | accepted | intake p50 | intake p99 | decided p50 | decided p99 | decided p99.9 | long-poll p50 | long-poll p99 |",
                           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
                 for row in http {
@@ -53,6 +53,11 @@ extension BenchResults {
                 lines.append("")
             }
             lines += ["Peak RSS under load: API \((apiPeakKilobytes ?? 0) / 1024) MB, worker \((httpWorkerPeakKilobytes ?? 0) / 1024) MB.", ""]
+            if !peaksByPhase.isEmpty {
+                lines += ["| phase of the HTTP run | API peak RSS (MB) | worker peak RSS (MB) |", "|---|---:|---:|"]
+                lines += peaksByPhase.map { "| \($0.phase) | \($0.api / 1024) | \($0.worker / 1024) |" }
+                lines += [""]
+            }
             if let api = apiBreakdownKilobytes, let worker = workerBreakdownKilobytes {
                 lines += ["Resident after the load, heap (anonymous) + code and shared libraries (file-backed, the same pages in every Boxoffice process): API \(api.anonymous / 1024) + \(api.file / 1024) MB, worker \(worker.anonymous / 1024) + \(worker.file / 1024) MB.", ""]
             }

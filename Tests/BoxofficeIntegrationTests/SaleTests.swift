@@ -122,5 +122,34 @@ extension IntegrationTests {
                 #expect(result.ticketsConfirmed == capacity)
             }
         }
+
+        @Test("The benchmark's open-loop generator: every offered intent is sent, accepted once and decided, through few connections")
+        func openLoopGenerator() async throws {
+            try await withLiveAPI { api in
+                let event = try await api.createGeneralAdmission(500)
+                let workers = workerProcesses(api.database, batchSize: 64)
+                try workers.spawn(2)
+                var load = OpenLoad.Configuration(baseURL: api.baseURL, eventID: event, rate: 400, duration: .seconds(2))
+                // Four connections for 400 intents/s: intents also wait in the backlog for a free one.
+                load.connectionsMax = 4
+                load.longPollEvery = 10
+                let result = try await OpenLoad(load).run()
+                let codes = await workers.terminateAll()
+                #expect(codes == [0, 0], "\(workerLogTail())")
+                #expect(result.offered == 800)
+                #expect(result.notSent == 0 && result.failed == 0)
+                #expect(result.accepted == 800)
+                #expect(result.intakeLatency.totalCount == 800)
+                let ids = Set(result.acceptedIntents.map(\.id))
+                #expect(ids.count == 800, "an id was reported twice")
+                #expect(result.decided == 80, "every 10th intent is long-polled to its outcome")
+                var settled = Set<UUID>()
+                for try await id in try await api.store.client.query("SELECT public_id FROM outcomes").decode(UUID.self) { settled.insert(id) }
+                #expect(settled == ids)
+                let audit = try await api.store.audit(eventID: event)
+                #expect(audit.isClean, "\(audit.violations)")
+                #expect(audit.ticketsSold == 500)
+            }
+        }
     }
 }
