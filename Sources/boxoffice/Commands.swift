@@ -64,7 +64,9 @@ struct Serve: AsyncParsableCommand {
         configuration.batcher.flushersMax = intakeFlushers
         configuration.watcher.listen = !noListen
         configuration.access = try accessControl()
-        let store = Store(configuration: try database.configuration(), logger: logger)
+        var databaseConfiguration = try database.configuration()
+        databaseConfiguration.keepsConnectionsOpen = true
+        let store = Store(configuration: databaseConfiguration, logger: logger)
         let host = configuration.host
         let app = buildApplication(store: store, configuration: configuration, logger: logger) { port in
             logger.info("listening", metadata: ["address": "http://\(host):\(port)"])
@@ -120,6 +122,7 @@ struct Work: AsyncParsableCommand {
         // One connection for the batch, one for LISTEN.
         databaseConfiguration.connectionsMax = min(databaseConfiguration.connectionsMax, 4)
         databaseConfiguration.customPlans = true
+        databaseConfiguration.keepsConnectionsOpen = true
         let store = Store(configuration: databaseConfiguration, logger: logger)
         var configuration = AllocationWorker.Configuration()
         configuration.batchSizeMax = batchSize

@@ -134,6 +134,9 @@ extension IntegrationTests {
                 load.connectionsMax = 4
                 load.longPollEvery = 10
                 let result = try await OpenLoad(load).run()
+                // Only every 10th outcome was awaited: let the workers drain the rest before stopping them.
+                let deadline = ContinuousClock.now + .seconds(60)
+                while try await api.count("intents") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
                 #expect(result.offered == 800)
@@ -145,7 +148,7 @@ extension IntegrationTests {
                 #expect(result.decided == 80, "every 10th intent is long-polled to its outcome")
                 var settled = Set<UUID>()
                 for try await id in try await api.store.client.query("SELECT public_id FROM outcomes").decode(UUID.self) { settled.insert(id) }
-                #expect(settled == ids)
+                #expect(settled.count == 800 && settled == ids, "outcomes \(settled.count) for 800 accepted intents")
                 let audit = try await api.store.audit(eventID: event)
                 #expect(audit.isClean, "\(audit.violations)")
                 #expect(audit.ticketsSold == 500)
