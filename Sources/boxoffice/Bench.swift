@@ -211,13 +211,13 @@ final class BenchRunner: Sendable {
         base.statementTimeoutMilliseconds = 600_000
         let settings = try await withStore(base, logger: logger) { store in
             (try await store.setting("server_version"), try await store.setting("fsync"), try await store.setting("synchronous_commit"),
-             try await store.setting("shared_buffers"))
+             try await store.setting("shared_buffers"), try await store.setting("autovacuum_naptime"))
         }
         let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
             .first { $0.hasPrefix("model name") }?.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
         let lines = [
             "machine: \(ProcessInfo.processInfo.activeProcessorCount) cores (\(cpu)), \(ProcessInfo.processInfo.physicalMemory >> 30) GiB; PostgreSQL on the same machine",
-            "PostgreSQL \(settings.0): fsync=\(settings.1), synchronous_commit=\(settings.2), shared_buffers=\(settings.3)\(cluster == nil ? " (DATABASE_URL)" : " (private cluster)")",
+            "PostgreSQL \(settings.0): fsync=\(settings.1), synchronous_commit=\(settings.2), shared_buffers=\(settings.3), autovacuum_naptime=\(settings.4)\(cluster == nil ? " (DATABASE_URL)" : " (private cluster)")",
         ]
         for line in lines { say(line) }
         return BenchRunner(plan: plan, logger: logger, base: base, cluster: cluster, environmentLines: lines)

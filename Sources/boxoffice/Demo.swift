@@ -48,7 +48,7 @@ struct Demo: AsyncParsableCommand {
             say("using the database at \(configured)")
         } else {
             say("starting a private PostgreSQL (fsync and synchronous_commit on)…")
-            let started = try EmbeddedPostgres.start()
+            let started = try EmbeddedPostgres.start(options: .init(extraSettings: ["autovacuum_naptime": "1s"]))
             cluster = started
             databaseConfiguration = try DatabaseConfiguration(url: started.url)
             say("  \(started.url) in \(started.dataDirectory)")
