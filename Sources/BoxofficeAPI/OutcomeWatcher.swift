@@ -84,7 +84,15 @@ public final class OutcomeWatcher: Service, Sendable {
             }
         }
         if let decided = await recheck() { return decided }
-        await slot.bell.wait(timeout: timeout)
+        // A server being stopped answers its long-polls at once (with the status as it stands) instead
+        // of holding shutdown for up to the longest wait: a rolling deploy's SIGTERM must not outlast
+        // the orchestrator's grace period. The request runs under the HTTP service, so it sees the
+        // graceful shutdown as soon as that service does.
+        await withGracefulShutdownHandler {
+            await slot.bell.wait(timeout: timeout)
+        } onGracefulShutdown: {
+            slot.bell.ring()
+        }
         return slot.decided.withLock { $0 }
     }
 

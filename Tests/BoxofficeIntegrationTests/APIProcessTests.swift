@@ -98,5 +98,30 @@ extension IntegrationTests {
                 #expect(try await base.count("intents") == committed.count)
             }
         }
+
+        @Test("SIGTERM answers a held long-poll at once with the intent's current status, and the process exits 0 long before the wait would end")
+        func shutdownAnswersLongPolls() async throws {
+            try await withLiveAPI { base in
+                let event = try await base.createGeneralAdmission(10)
+                let producer = AccessControl.randomToken()
+                let server = Server(base, producer: producer, admin: AccessControl.randomToken())
+                try await server.start()
+                // No worker runs: the intent stays pending, so the long-poll can only end by its timeout or by shutdown.
+                let accepted = try await server.api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 1}"#,
+                                                         headers: [("Authorization", "Bearer \(producer)")])
+                #expect(accepted.status == 202)
+                let id = try #require(accepted["id"])
+                let poll = Task { try await server.api.get("/intents/\(id)?wait=25") }
+                try await Task.sleep(for: .milliseconds(500))
+                let stopping = ContinuousClock.now
+                let codes = await server.process.terminateAll()
+                #expect(codes == [0], "the API must exit 0 on SIGTERM: \(codes)\n\(workerLogTail())")
+                let reply = try await poll.value
+                let waited = ContinuousClock.now - stopping
+                #expect(reply.status == 200)
+                #expect(reply["status"] == "pending")
+                #expect(waited < .seconds(15), "shutdown waited out the long-poll: \(waited)")
+            }
+        }
     }
 }
