@@ -100,7 +100,11 @@ extension Serve {
 struct Work: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one allocation worker: claim a batch, allocate, settle, repeat. Run several to scale.",
-        discussion: "On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again.")
+        discussion: """
+            On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again. \
+            A worker holds exactly the connections it uses, opened at start and kept: one for the batch transaction and one \
+            in LISTEN (one in all with --no-listen); --connections-max does not apply to it.
+            """)
 
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
     @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
@@ -119,8 +123,8 @@ struct Work: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap(label: "boxoffice.worker")
         var databaseConfiguration = try database.configuration()
-        // One connection for the batch, one for LISTEN.
-        databaseConfiguration.connectionsMax = min(databaseConfiguration.connectionsMax, 4)
+        // One connection for the batch, one for LISTEN: kept open (see keepsConnectionsOpen), so no more than used.
+        databaseConfiguration.connectionsMax = noListen ? 1 : 2
         databaseConfiguration.customPlans = true
         databaseConfiguration.keepsConnectionsOpen = true
         let store = Store(configuration: databaseConfiguration, logger: logger)
