@@ -57,7 +57,7 @@ extension IntegrationTests {
             }
         }
 
-        @Test("Queue position: exact up to the count bound, then estimated from ids (exact for one event, never low)")
+        @Test("Queue position and an event's pending: exact up to the count bound, then estimated from ids (exact for one event, never low)")
         func queuePosition() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database) { store in
@@ -74,11 +74,16 @@ extension IntegrationTests {
                     guard case .pending(let ahead) = try await store.status(of: hotIDs[index])?.state else { Issue.record("not pending"); continue }
                     #expect(ahead == index, "intent \(index) of one event")
                 }
+                // The event's pending count follows the same rule.
+                #expect(try await store.eventSummary(hot.id)?.pending == hotIDs.count)
                 // Another event's intents interleave with later ones: the estimate may only overstate.
                 _ = try await store.enqueue((0..<500).map { IntentDraft(eventID: other.id, customer: "o-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
                 let late = try await store.enqueue([IntentDraft(eventID: hot.id, customer: "late", request: .anywhere(quantity: 1), idempotencyKey: nil)])
                 guard case .pending(let ahead) = try await store.status(of: late[0].publicID)?.state else { Issue.record("not pending"); return }
                 #expect(ahead >= hotIDs.count && ahead <= hotIDs.count + 500)
+                let pending = try await store.eventSummary(hot.id)?.pending ?? -1
+                #expect(pending >= hotIDs.count + 1 && pending <= hotIDs.count + 501, "pending \(pending)")
+                #expect(try await store.eventSummary(other.id)?.pending == 500)
             }
         }
 
