@@ -23,6 +23,8 @@ public struct OpenLoad: Sendable {
         /// Keep-alive connections at most, opened as the load needs them. Each carries one request at a
         /// time; an intent due while all are busy waits, and the wait counts in its latency.
         public var connectionsMax = 256
+        /// How long past `duration` the run waits for the last answers; what is open then counts as failed.
+        public var answerGrace: Duration = .seconds(120)
         /// Long-poll the outcome of every n-th accepted intent, as a buyer's client would, and record
         /// intake→outcome latency as the client sees it (1: every intent; 0: none). Long-polling every
         /// intent from this process doubles the requests, and on a shared 2-core machine the generator's

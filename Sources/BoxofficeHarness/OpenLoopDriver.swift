@@ -13,7 +13,9 @@ import NIOPosix
 ///
 /// A connection carries one request at a time (no pipelining). Intents become due on a 1 ms tick at
 /// their intended send time; one that finds no idle connection opens a new one (up to
-/// `connectionsMax`) or waits in a backlog, and the wait counts in its latency.
+/// `connectionsMax`) or waits in a backlog, and the wait counts in its latency. The run ends when
+/// every intent and sampled poll is answered, or at its deadline (the duration plus `answerGrace`): what is
+/// still open then counts as failed, so a server that stops answering cannot hang the benchmark.
 ///
 /// Thread safety: everything below is confined to `loop`; the class is `@unchecked Sendable` only so
 /// NIO's `@Sendable` callbacks, which all run on that loop, can reach it.
@@ -41,7 +43,8 @@ final class OpenLoopDriver: @unchecked Sendable {
     let start: ContinuousClock.Instant
     let startWall: Date
     let intakeHead: [UInt8]
-    let pollDeadline: ContinuousClock.Instant
+    /// Past it no poll is retried, and whatever is still open is given up.
+    let deadline: ContinuousClock.Instant
     let finished: EventLoopPromise<OpenLoad.Result>
 
     var result = OpenLoad.Result()
@@ -56,6 +59,10 @@ final class OpenLoopDriver: @unchecked Sendable {
     var pollsOpen = 0
     var lastAccepted: ContinuousClock.Instant
     var ticker: RepeatedTask?
+    var giveUp: Scheduled<Void>?
+    /// Every connected connection, busy or idle, to close at the end.
+    var live: [ObjectIdentifier: Connection] = [:]
+    var done = false
 
     init(loop: EventLoop, configuration: OpenLoad.Configuration, host: String, port: Int) {
         self.loop = loop
@@ -68,7 +75,7 @@ final class OpenLoopDriver: @unchecked Sendable {
         start = .now
         startWall = Date()
         lastAccepted = start
-        pollDeadline = start + configuration.duration + .seconds(120)
+        deadline = start + configuration.duration + configuration.answerGrace
         finished = loop.makePromise()
         var head = "POST /events/\(configuration.eventID)/intents HTTP/1.1\r\nHost: \(host):\(port)\r\nContent-Type: application/json\r\n"
         if let token = configuration.token { head += "Authorization: Bearer \(token)\r\n" }
@@ -78,6 +85,7 @@ final class OpenLoopDriver: @unchecked Sendable {
     func run() -> EventLoopFuture<OpenLoad.Result> {
         loop.execute {
             self.ticker = self.loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { _ in self.tick() }
+            self.giveUp = self.loop.scheduleTask(in: .nanoseconds(Int64(OpenLoad.seconds(self.deadline - .now) * 1e9))) { self.abandon() }
         }
         return finished.futureResult
     }
@@ -141,8 +149,10 @@ final class OpenLoopDriver: @unchecked Sendable {
                     guard let connection = try? channel.pipeline.syncOperations.handler(type: ResponseReader.self).connection,
                           channel.isActive
                     else { return }
+                    guard !self.done else { return channel.close(promise: nil) }
                     self.connections += 1
                     connection.live = true
+                    self.live[ObjectIdentifier(connection)] = connection
                     self.ready(connection)
                 case .failure:
                     // Nothing to connect to: whatever waits fails rather than waiting forever.
@@ -172,7 +182,7 @@ final class OpenLoopDriver: @unchecked Sendable {
 
     /// A whole response arrived on `connection`.
     func received(_ response: ResponseReader.Response, on connection: Connection) {
-        guard let work = connection.work else { return }
+        guard !done, let work = connection.work else { return }
         connection.work = nil
         complete(work, response: response)
         ready(connection)
@@ -180,8 +190,9 @@ final class OpenLoopDriver: @unchecked Sendable {
 
     /// The connection closed; its request, if any, failed.
     func closed(_ connection: Connection) {
-        guard connection.live else { return }
+        guard connection.live, !done else { return }
         connection.live = false
+        live[ObjectIdentifier(connection)] = nil
         connections -= 1
         idle.removeAll { $0 === connection }
         if let work = connection.work {
@@ -214,7 +225,7 @@ final class OpenLoopDriver: @unchecked Sendable {
                 pollsOpen -= 1
                 result.decided += 1
                 _ = result.outcomeLatency.record(SaleLoad.microseconds(now - (start + interval * index)))
-            } else if attempt < 8, now < pollDeadline {
+            } else if attempt < 8, now < deadline {
                 dispatch(.poll(id: id, index: index, attempt: attempt + 1))
                 return
             } else {
@@ -224,17 +235,36 @@ final class OpenLoopDriver: @unchecked Sendable {
         finishIfDone()
     }
 
+    /// Nothing could be connected to: what waits fails, and polls are not retried.
     private func failAllWaiting() {
-        while let work = nextWaiting() { complete(work, response: nil) }
+        while let work = nextWaiting() {
+            if case .poll = work { pollsOpen -= 1 } else { complete(work, response: nil) }
+        }
+        finishIfDone()
+    }
+
+    /// The deadline passed: what is still open counts as failed (intakes) or undecided (polls).
+    private func abandon() {
+        guard !done else { return }
+        result.notSent += total - issued
+        issued = total
+        result.failed += intakesOpen
+        intakesOpen = 0
+        pollsOpen = 0
+        ticker?.cancel()
+        ticker = nil
+        finishIfDone()
     }
 
     private func finishIfDone() {
-        guard issued == total, intakesOpen == 0, pollsOpen == 0, ticker == nil else { return }
+        guard !done, issued == total, intakesOpen == 0, pollsOpen == 0, ticker == nil else { return }
+        done = true
+        giveUp?.cancel()
         result.offered = total
         result.intakeDuration = lastAccepted - start
-        let connections = idle
+        for connection in live.values { connection.channel.close(promise: nil) }
+        live = [:]
         idle = []
-        for connection in connections { connection.channel.close(promise: nil) }
         finished.succeed(result)
     }
 }

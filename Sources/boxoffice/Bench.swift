@@ -414,12 +414,7 @@ final class BenchRunner: Sendable {
                 say(String(format: "  POST intents/batch: %8.0f intents/s (%d per request, 8 connections)", bulk.rate * Double(bulkItems), bulkItems))
                 while try await store.totalQueued() > 0 { try await Task.sleep(for: .milliseconds(500)) }
                 notePeaks("bulk intake")
-                // A drained million-intent queue leaves its dead index entries for autovacuum; every claim and
-                // status read walks them until it runs. Vacuum now, so the open loop measures a steady server.
-                try await store.execute(unsafeSQL: "VACUUM ANALYZE intents")
-                // And write out what the earlier runs dirtied (a million intents in and out), so the open
-                // loop does not pay for their checkpoint.
-                try await store.execute(unsafeSQL: "CHECKPOINT")
+                try await Self.settleQueue(store)
                 for rate in plan.httpRates {
                     var load = OpenLoad.Configuration(baseURL: baseURL, eventID: event.id, rate: rate, duration: .seconds(plan.httpSeconds))
                     load.token = token
@@ -469,6 +464,14 @@ final class BenchRunner: Sendable {
         if !outcome.1.isClean { results.failures.append("http: \(outcome.1.violations.first ?? "")") }
         for peak in results.peaksByPhase { say("  peak RSS, \(peak.phase): API \(peak.api / 1024) MB, worker \(peak.worker / 1024) MB") }
         say("  peak RSS: API \((results.apiPeakKilobytes ?? 0) / 1024) MB, worker \((results.httpWorkerPeakKilobytes ?? 0) / 1024) MB; audit \(outcome.1.isClean ? "clean" : "FAILED")")
+    }
+
+    /// Before a timed run that follows millions of intents in and out: vacuum the queue (its dead index
+    /// entries are walked by every claim and status read until autovacuum runs) and checkpoint (the
+    /// pages those runs dirtied are written now, not during the measurement).
+    static func settleQueue(_ store: Store) async throws {
+        try await store.execute(unsafeSQL: "VACUUM ANALYZE intents")
+        try await store.execute(unsafeSQL: "CHECKPOINT")
     }
 
     static func waitForHealth(_ baseURL: String, client: HTTPClient) async throws {
@@ -527,10 +530,7 @@ final class BenchRunner: Sendable {
                     try await store.prequeue(eventID: event.id, count: chunk)
                     remaining -= chunk
                 }
-                try await store.execute(unsafeSQL: "VACUUM ANALYZE intents")
-                // And write out what the earlier runs dirtied (a million intents in and out), so the open
-                // loop does not pay for their checkpoint.
-                try await store.execute(unsafeSQL: "CHECKPOINT")
+                try await Self.settleQueue(store)
                 var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
                 for _ in 0..<30 {
                     let started = ContinuousClock.now

@@ -55,6 +55,8 @@ struct Demo: AsyncParsableCommand {
         }
         defer { cluster?.destroy() }
         databaseConfiguration.connectionsMax = 24
+        // The API runs in this process: its pool behaves as `serve`'s does.
+        databaseConfiguration.keepsConnectionsOpen = true
 
         let logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-demo-\(getpid())")
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)

@@ -154,5 +154,27 @@ extension IntegrationTests {
                 #expect(audit.ticketsSold == 500)
             }
         }
+
+        @Test("The open-loop generator gives up at its deadline on a server that never answers, counting every intent failed")
+        func openLoopGeneratorDeadline() async throws {
+            // A socket that listens but never accepts: connections complete, requests are never read.
+            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            try #require(listener >= 0)
+            defer { close(listener) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            try #require(bound == 0 && listen(listener, 64) == 0)
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+            var load = OpenLoad.Configuration(baseURL: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))", eventID: 1, rate: 50, duration: .milliseconds(400))
+            load.answerGrace = .seconds(1)
+            load.connectionsMax = 4
+            let result = try await OpenLoad(load).run()
+            #expect(result.offered == 20)
+            #expect(result.accepted == 0)
+            #expect(result.failed + result.notSent == 20, "failed \(result.failed), not sent \(result.notSent)")
+        }
     }
 }
