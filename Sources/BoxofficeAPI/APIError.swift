@@ -33,18 +33,29 @@ public struct APIError: HTTPResponseError, CustomStringConvertible {
 
     static func invalid(_ message: String) -> APIError { APIError(.unprocessableContent, "invalid_request", message) }
 
+    /// A `503` with a `Retry-After` of ``retryAfterSeconds`` seconds, drawn afresh for each answer: clients
+    /// refused together (every request of an outage) must not all come back in the same second.
+    static func unavailable(_ code: String, _ message: String) -> APIError {
+        APIError(.serviceUnavailable, code, message, headers: [.retryAfter: "\(Int.random(in: retryAfterSeconds))"])
+    }
+
+    /// The spread of `Retry-After` on a `503`, in whole seconds (HTTP allows no fractions).
+    static let retryAfterSeconds = 1...4
+
     /// The database did not answer in time: nothing was promised. A write that timed out may still
     /// commit late, which is why the message points at the Idempotency-Key.
-    static let databaseUnavailable = APIError(
-        .serviceUnavailable, "database_unavailable",
-        "the database did not answer in time; retry shortly (send an Idempotency-Key and a retry can never create a second intent)",
-        headers: [.retryAfter: "1"])
+    static var databaseUnavailable: APIError {
+        unavailable(
+            "database_unavailable",
+            "the database did not answer in time; retry shortly (send an Idempotency-Key and a retry can never create a second intent)")
+    }
 }
 
 /// Turns every error into an ``APIError`` response: Hummingbird's own (404, 413…) keep their status,
 /// anything else (the database failing) becomes a 503 with Retry-After, so no request ends in a bare 500.
 struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
-    let logger: Logger
+    /// One line per window however many requests fail the same way (an outage).
+    let failures: RepeatedLog
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -54,7 +65,9 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             throw APIError(error.status, Self.code(for: error.status), error.body ?? Self.message(for: error.status, path: request.uri.path))
         } catch {
-            logger.warning("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))"])
+            failures.log(.warning, key: "request failed", "request failed; answered 503", metadata: [
+                "path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))",
+            ])
             throw APIError.databaseUnavailable
         }
     }

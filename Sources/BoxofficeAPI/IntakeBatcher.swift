@@ -20,9 +20,10 @@ public final class IntakeBatcher: Service, Sendable {
         public var flushersMax = 2
         /// Requests waiting for a flush at most; past it intake answers 503 instead of queueing in memory.
         public var waitingMax = 20_000
-        /// Longest one group INSERT may take (lease included) before its requests get 503; a late commit
-        /// of a timed-out group is possible, which is why clients retry with an Idempotency-Key.
-        public var writeTimeout: Duration = .seconds(5)
+        /// After a group fails to be written (the database down, or too slow to answer within the
+        /// requests' deadlines), intake refuses at once with 503 for this long instead of queueing
+        /// requests that would wait out their whole deadline; then one group tries again.
+        public var failFastPeriod: Duration = .seconds(1)
         /// Least time between two groups that NOTIFY the workers. PostgreSQL serializes the commits of
         /// notifying transactions, so a NOTIFY per group throttled intake (11.5–12.4k → 15.5k
         /// intents/s at 64 connections without it, measured with wrk). A busy worker looks again
@@ -35,24 +36,41 @@ public final class IntakeBatcher: Service, Sendable {
 
     struct Waiting {
         let draft: IntentDraft
+        /// When the request must be answered: stamped as it arrived, never extended.
+        let deadline: ContinuousClock.Instant
         let continuation: CheckedContinuation<IntakeResult, any Error>
+    }
+
+    /// What intake believes of the database, from its own last write.
+    enum Health {
+        case healthy
+        /// Refuse at once until `until`; the first request after it writes as the probe.
+        case failing(until: ContinuousClock.Instant)
+        /// A probe group is in flight: refuse at once until it answers.
+        case probing
     }
 
     struct State {
         var waiting: [Waiting] = []
         var idleFlushers: [CheckedContinuation<Void, Never>] = []
         var stopped = false
+        var health = Health.healthy
     }
 
     public enum BatcherError: Error, Equatable {
         case overloaded
         case stopped
+        /// The request's deadline passed before its group could be written: it was not written.
+        case deadlineExceeded
+        /// A recent write failed: refused without trying (see ``Configuration/failFastPeriod``).
+        case databaseFailing
     }
 
     let store: Store
     let configuration: Configuration
     let logger: Logger
     let state = Mutex(State())
+    let failures: RepeatedLog
     /// When this process last sent the intake NOTIFY.
     let lastNotify = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -60,15 +78,25 @@ public final class IntakeBatcher: Service, Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.failures = RepeatedLog(logger: logger)
     }
 
-    /// Queues `draft` for the next group and returns once it is committed (or the group failed).
-    public func submit(_ draft: IntentDraft) async throws -> IntakeResult {
+    /// Queues `draft` for the next group and returns once it is committed, or throws: at once when
+    /// intake is overloaded, stopping or failing fast, else when its group fails or `deadline`
+    /// passes. A request whose deadline passes before its group is written is never written.
+    public func submit(_ draft: IntentDraft, deadline: ContinuousClock.Instant) async throws -> IntakeResult {
         try await withCheckedThrowingContinuation { continuation in
             let outcome: Result<CheckedContinuation<Void, Never>?, BatcherError> = state.withLock { state in
                 if state.stopped { return .failure(.stopped) }
+                switch state.health {
+                case .healthy: break
+                case .probing: return .failure(.databaseFailing)
+                case .failing(let until):
+                    if ContinuousClock.now < until { return .failure(.databaseFailing) }
+                    state.health = .probing
+                }
                 if state.waiting.count >= configuration.waitingMax { return .failure(.overloaded) }
-                state.waiting.append(Waiting(draft: draft, continuation: continuation))
+                state.waiting.append(Waiting(draft: draft, deadline: deadline, continuation: continuation))
                 return .success(state.idleFlushers.popLast())
             }
             switch outcome {
@@ -124,7 +152,8 @@ public final class IntakeBatcher: Service, Sendable {
 
     private func flushUntilStopped() async {
         while true {
-            let (group, stopped): ([Waiting], Bool) = state.withLock { state in
+            let now = ContinuousClock.now
+            let (taken, stopped): ([Waiting], Bool) = state.withLock { state in
                 if state.waiting.count <= configuration.batchSizeMax {
                     defer { state.waiting = [] }
                     return (state.waiting, state.stopped)
@@ -133,7 +162,12 @@ public final class IntakeBatcher: Service, Sendable {
                 state.waiting.removeFirst(configuration.batchSizeMax)
                 return (group, state.stopped)
             }
+            // Requests whose deadline passed while they waited are answered now and never written.
+            let expired = taken.filter { $0.deadline <= now }
+            for waiting in expired { waiting.continuation.resume(throwing: BatcherError.deadlineExceeded) }
+            let group = expired.isEmpty ? taken : taken.filter { $0.deadline > now }
             if group.isEmpty {
+                if !taken.isEmpty { continue }
                 if stopped { return }
                 await withCheckedContinuation { continuation in
                     let resumeNow = state.withLock { state in
@@ -145,13 +179,22 @@ public final class IntakeBatcher: Service, Sendable {
                 }
                 continue
             }
+            // The group is bounded by its earliest deadline, so every request in it is answered by its
+            // own; the statement itself also checks that deadline before it is sent (see Store.enqueue).
+            let deadline = group.lazy.map(\.deadline).min()!
             do {
                 let drafts = group.map(\.draft)
                 let notify = shouldNotify()
-                let results = try await withTimeout(configuration.writeTimeout) { try await self.store.enqueue(drafts, notify: notify) }
+                let results = try await withTimeout(deadline - .now) {
+                    try await self.store.enqueue(drafts, notify: notify, sendBefore: deadline)
+                }
+                state.withLock { $0.health = .healthy }
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
-                logger.warning("intake group failed", metadata: ["intents": "\(group.count)", "error": "\(describeDatabaseError(error))"])
+                state.withLock { $0.health = .failing(until: .now + configuration.failFastPeriod) }
+                failures.log(.warning, key: "intake group failed", "intake group failed; answering 503 at once for \(configuration.failFastPeriod)", metadata: [
+                    "intents": "\(group.count)", "error": "\(describeDatabaseError(error))",
+                ])
                 for waiting in group { waiting.continuation.resume(throwing: error) }
             }
         }

@@ -5,20 +5,25 @@ import Hummingbird
 enum JSONValue: Equatable {
     case null
     case bool(Bool)
-    case number(Double)
+    case number(JSONNumber)
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
 
     /// Parses `bytes` as one JSON value; malformed input is a 400 that says where it came from and
     /// at which byte it went wrong.
-    static func parse(_ bytes: ByteBuffer, what: String) throws -> JSONValue {
-        try bytes.withUnsafeReadableBytes { raw in try parse(raw, what: what) }
+    static func parse(_ bytes: ByteBuffer, what: String, topLevelItemsMax: Int = .max) throws -> JSONValue {
+        try bytes.withUnsafeReadableBytes { raw in try parse(raw, what: what, topLevelItemsMax: topLevelItemsMax) }
     }
 
-    static func parse(_ raw: UnsafeRawBufferPointer, what: String) throws -> JSONValue {
+    /// Thrown when a top-level array holds more than the `topLevelItemsMax` items asked for.
+    struct TooManyItems: Error {}
+
+    static func parse(_ raw: UnsafeRawBufferPointer, what: String, topLevelItemsMax: Int = .max) throws -> JSONValue {
         do {
-            return try JSONParser.parse(raw)
+            return try JSONParser.parse(raw, topLevelItemsMax: topLevelItemsMax)
+        } catch where error.tooManyItems {
+            throw TooManyItems()
         } catch {
             throw APIError(.badRequest, "malformed_json", "\(what) is not valid JSON: \(error.reason) (at byte \(error.offset))")
         }
@@ -36,12 +41,38 @@ enum JSONValue: Equatable {
     }
 }
 
+/// A JSON number: its value, and for an integer literal (no fraction, no exponent) of up to 18
+/// digits its exact integer, so integer fields never go through a `Double`.
+struct JSONNumber: Equatable {
+    let value: Double
+    /// Written without a fraction or an exponent (`2`, not `2.0` or `2e0`).
+    let isIntegerLiteral: Bool
+    /// The exact value of an integer literal of up to 18 digits.
+    let integer: Int?
+
+    init(value: Double, isIntegerLiteral: Bool, integer: Int?) {
+        self.value = value
+        self.isIntegerLiteral = isIntegerLiteral
+        self.integer = integer
+    }
+
+    /// A number known only by its value (as Foundation's decoder reports it).
+    init(_ value: Double) { self.init(value: value, isIntegerLiteral: false, integer: nil) }
+
+    /// Two numbers are equal when they denote the same value, however they were written.
+    static func == (lhs: JSONNumber, rhs: JSONNumber) -> Bool { lhs.value == rhs.value }
+}
+
 /// Collects a request body up to `bytesMax` bytes; a larger one is a 413 and is never buffered whole.
+/// A body whose `Content-Length` already says it is too large is refused before a byte of it is read,
+/// and the connection is closed after the answer (the unread body would otherwise have to be drained).
 func collectBody(_ request: Request, bytesMax: Int) async throws -> ByteBuffer {
+    let tooLarge = APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(bytesMax) bytes", headers: [.connection: "close"])
+    if let announced = request.headers[.contentLength].flatMap({ Int($0) }), announced > bytesMax { throw tooLarge }
     do {
         return try await request.body.collect(upTo: bytesMax)
     } catch {
-        throw APIError(.contentTooLarge, "body_too_large", "the request body is larger than \(bytesMax) bytes")
+        throw tooLarge
     }
 }
 
@@ -106,13 +137,13 @@ struct JSONObject {
             if required { throw APIError.invalid("\(key) is required") }
             return nil
         }
-        guard case .number(let number) = value, number.rounded() == number, number >= Double(Int.min), number < Double(Int.max) else {
-            throw APIError.invalid("\(key) must be an integer, got \(value.typeName)")
+        guard case .number(let number) = value, number.isIntegerLiteral else {
+            throw APIError.invalid("\(key) must be an integer written without a fraction or exponent (like 2), got \(value.typeName)")
         }
-        guard range.contains(Int(number)) else {
-            throw APIError.invalid("\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(Int(number))")
+        guard let integer = number.integer, range.contains(integer) else {
+            throw APIError.invalid("\(key) must be between \(range.lowerBound) and \(range.upperBound)")
         }
-        return Int(number)
+        return integer
     }
 
     func array(_ key: String, countMax: Int) throws -> [JSONValue]? {

@@ -15,16 +15,23 @@ struct JSONParser {
         /// Byte offset where the input stopped making sense.
         let offset: Int
         let reason: String
+        /// The input may be fine, but its top-level array holds more items than the caller accepts.
+        var tooManyItems = false
     }
 
     private let bytes: UnsafeRawBufferPointer
     private var index = 0
+    private var topLevelItemsMax = Int.max
 
     private init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     /// Parses `bytes` as exactly one JSON value, surrounded by optional whitespace.
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws(Failure) -> JSONValue {
+    ///
+    /// `topLevelItemsMax`: a top-level array with more items fails with ``Failure/tooManyItems`` as
+    /// soon as the next item starts, before it is parsed: a bulk body is counted while it is read.
+    static func parse(_ bytes: UnsafeRawBufferPointer, topLevelItemsMax: Int = .max) throws(Failure) -> JSONValue {
         var parser = JSONParser(bytes)
+        parser.topLevelItemsMax = topLevelItemsMax
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
         parser.skipWhitespace()
@@ -114,6 +121,9 @@ struct JSONParser {
         }
         while true {
             skipWhitespace()
+            if depth == 1 && items.count == topLevelItemsMax {
+                throw Failure(offset: index, reason: "more than \(topLevelItemsMax) items", tooManyItems: true)
+            }
             items.append(try value(depth: depth))
             skipWhitespace()
             switch current {
@@ -213,7 +223,9 @@ struct JSONParser {
     }
 
     /// A number by the JSON grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-    private mutating func number() throws(Failure) -> Double {
+    /// An integer literal of up to 18 digits also keeps its exact value: quantities and capacities
+    /// are read from it, never through a `Double` (`1.9999999999999999` is a fraction, not 2).
+    private mutating func number() throws(Failure) -> JSONNumber {
         let start = index
         if current == UInt8(ascii: "-") { index += 1 }
         var integer: UInt64 = 0
@@ -230,25 +242,30 @@ struct JSONParser {
             }
         }
         var simple = digits <= 15
+        var fractionOrExponent = false
         if current == UInt8(ascii: ".") {
             simple = false
+            fractionOrExponent = true
             index += 1
             guard let byte = current, isDigit(byte) else { throw failure("expected a digit after '.'") }
             while let byte = current, isDigit(byte) { index += 1 }
         }
         if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
             simple = false
+            fractionOrExponent = true
             index += 1
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { index += 1 }
             guard let byte = current, isDigit(byte) else { throw failure("expected a digit in an exponent") }
             while let byte = current, isDigit(byte) { index += 1 }
         }
         let negative = bytes[start] == UInt8(ascii: "-")
-        if simple { return negative ? -Double(integer) : Double(integer) }
+        let isIntegerLiteral = !fractionOrExponent
+        let exact = isIntegerLiteral && digits <= 18 ? (negative ? -Int(integer) : Int(integer)) : nil
+        if simple { return JSONNumber(value: negative ? -Double(integer) : Double(integer), isIntegerLiteral: isIntegerLiteral, integer: exact) }
         // Rare (fractions, exponents, long integers): the standard library's correctly rounded conversion.
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw Failure(offset: start, reason: "a number is out of range") }
-        return value
+        return JSONNumber(value: value, isIntegerLiteral: isIntegerLiteral, integer: exact)
     }
 
     private func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }

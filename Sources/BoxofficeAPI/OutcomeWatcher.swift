@@ -13,8 +13,13 @@ import Synchronization
 /// covers missed notifications and connections where LISTEN is impossible (PgBouncer in transaction mode).
 public final class OutcomeWatcher: Service, Sendable {
     public struct Configuration: Sendable {
-        /// Long-polls held at once; past it a request answers at once with its current status.
-        public var waitersMax = 10_000
+        /// Long-polls held at once by this process; past it a request answers at once with its current
+        /// status (and `Retry-After`). Each held long-poll also holds its client connection, so this
+        /// stays below ``ClientLimits/connectionsMax``: the rest are left for intake.
+        public var waitersMax = 2_048
+        /// Long-polls held at once on one intent: one client holding one intent id cannot take every
+        /// slot. A legitimate buyer needs one.
+        public var waitersPerIntentMax = 4
         /// How often every waited-on intent is re-checked regardless of notifications.
         public var pollInterval: Duration = .milliseconds(500)
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
@@ -58,20 +63,29 @@ public final class OutcomeWatcher: Service, Sendable {
         self.logger = logger
     }
 
-    /// Waits until `id` is decided or `timeout` passes, and returns the decided status (nil when
-    /// time ran out, or at once when too many requests wait). `recheck` runs once after registering,
-    /// so an outcome written just before cannot be missed; it returns the status if decided.
-    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> IntentStatus?) async -> IntentStatus? {
+    /// What a long-poll came to.
+    public enum WaitResult: Sendable {
+        /// The intent is decided: its status.
+        case decided(IntentStatus)
+        /// The wait ended (its timeout, or the server stopping) with the intent still pending.
+        case timedOut
+        /// Refused at once: too many long-polls held in this process or on this intent.
+        case refused
+    }
+
+    /// Waits until `id` is decided or `timeout` passes. `recheck` runs once after registering, so an
+    /// outcome written just before cannot be missed; it returns the status if decided.
+    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> IntentStatus?) async -> WaitResult {
         let slot = Slot()
         let token: Int? = state.withLock { state in
-            guard state.count < configuration.waitersMax else { return nil }
+            guard state.count < configuration.waitersMax, (state.waiters[id]?.count ?? 0) < configuration.waitersPerIntentMax else { return nil }
             state.nextToken += 1
             state.count += 1
             state.waiters[id, default: [:]][state.nextToken] = slot
             state.intentsByEvent[event, default: []].insert(id)
             return state.nextToken
         }
-        guard let token else { return nil }
+        guard let token else { return .refused }
         defer {
             state.withLock { state in
                 state.count -= 1
@@ -83,7 +97,7 @@ public final class OutcomeWatcher: Service, Sendable {
                 }
             }
         }
-        if let decided = await recheck() { return decided }
+        if let decided = await recheck() { return .decided(decided) }
         // A server being stopped answers its long-polls at once (with the status as it stands) instead
         // of holding shutdown for up to the longest wait: a rolling deploy's SIGTERM must not outlast
         // the orchestrator's grace period. The request runs under the HTTP service, so it sees the
@@ -93,8 +107,11 @@ public final class OutcomeWatcher: Service, Sendable {
         } onGracefulShutdown: {
             slot.bell.ring()
         }
-        return slot.decided.withLock { $0 }
+        return slot.decided.withLock { $0 }.map(WaitResult.decided) ?? .timedOut
     }
+
+    /// Long-polls held now (for tests and logs).
+    public var waiting: Int { state.withLock { $0.count } }
 
     /// Marks `event` as having new outcomes.
     func eventSettled(_ event: EventID) {

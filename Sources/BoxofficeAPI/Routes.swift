@@ -3,6 +3,7 @@ import BoxofficeStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 
 /// Limits and behaviour of the HTTP API; every bound has a name and a default here.
@@ -21,13 +22,24 @@ public struct APIConfiguration: Sendable {
     public var sectionsMax = 100
     /// Largest body of a bulk intake request (413 above).
     public var batchBodyBytesMax = 1024 * 1024
-    /// Most intents in one bulk intake request (413 above).
+    /// Most intents in one bulk intake request (413 above); counted while parsing, so a body of a
+    /// million tiny items is refused at item 1,001, not after building all of them.
     public var batchItemsMax = 1_000
+    /// Bulk intake requests in progress at once per process (each may buffer up to ``batchBodyBytesMax``);
+    /// past it `503 overloaded` before the body is read.
+    public var bulkRequestsMax = 4
     /// Longest a request waits on the database (a lease, a statement) before answering 503: a
     /// database that is down or stuck never holds a client past this.
     public var databaseWaitMilliseconds = 5_000
     /// Who may write. `serve` insists on tokens unless told `--no-auth`.
     public var access = AccessControl.open
+    /// What each client connection may hold (connections, head bytes, read deadlines).
+    public var clients = ClientLimits()
+    /// Connections waiting in the kernel to be accepted while ``ClientLimits/connectionsMax`` are open
+    /// (capped by the kernel's `net.core.somaxconn`).
+    public var acceptBacklog = 1_024
+    /// What the client bounds did: read by tests and the shutdown log line.
+    public var clientCounters = ClientLimitCounters()
     public var batcher = IntakeBatcher.Configuration()
     public var watcher = OutcomeWatcher.Configuration()
 
@@ -140,13 +152,13 @@ struct StatusBody {
 
     init(_ status: IntentStatus) { self.status = status }
 
-    func response() -> Response {
+    func response(headers: HTTPFields = [:]) -> Response {
         let (state, seats, reason, queuePosition): (String, [String], String?, Int?) = switch status.state {
         case .pending(let ahead): ("pending", [], nil, ahead + 1)
         case .decided(.confirmed(_, let labels)): ("confirmed", labels.map(\.description), nil, nil)
         case .decided(.rejected(let why)): ("rejected", [], why.rawValue, nil)
         }
-        return JSONWriter.response { json in
+        return JSONWriter.response(headers: headers) { json in
             json.object { json in
                 json.field("event_id", Int(status.eventID))
                 json.field("id", status.publicID)
@@ -167,14 +179,15 @@ struct Routes: Sendable {
     let watcher: OutcomeWatcher
     let configuration: APIConfiguration
     let logger: Logger
+    let bulkSlots: Slots
 
     /// Every path the API serves and the methods it answers there: the router registers exactly
     /// these, and ``MethodGuardMiddleware`` answers 405 with `Allow` for any other method on them.
     static let table: [(path: String, methods: [HTTPRequest.Method])] = [
-        ("/health", [.get]), ("/ready", [.get]), ("/openapi.json", [.get]),
-        ("/events", [.post]), ("/events/:event", [.get]),
+        ("/health", [.get, .head]), ("/ready", [.get, .head]), ("/openapi.json", [.get, .head]),
+        ("/events", [.post]), ("/events/:event", [.get, .head]),
         ("/events/:event/intents", [.post]), ("/events/:event/intents/batch", [.post]),
-        ("/intents/:intent", [.get]),
+        ("/intents/:intent", [.get, .head]),
     ]
 
     func register(on router: Router<BasicRequestContext>) {
@@ -192,14 +205,23 @@ struct Routes: Sendable {
     }
 
     /// The event's layout: from this process's cache when it has one, else read under the bound.
-    func layout(of id: EventID) async throws -> EventLayout? {
+    func layout(of id: EventID, deadline: ContinuousClock.Instant) async throws -> EventLayout? {
         if let cached = store.cachedLayout(of: id) { return cached }
-        return try await database { try await store.layout(of: id) }
+        return try await database(until: deadline) { try await store.layout(of: id) }
     }
+
+    /// When a request that arrives now must have its answer from the database: every wait of the
+    /// request on the database (leases, statements, the intake group) shares this one bound.
+    func requestDeadline() -> ContinuousClock.Instant { .now + .milliseconds(configuration.databaseWaitMilliseconds) }
 
     /// Runs a Store call under the request's database bound (``APIConfiguration/databaseWaitMilliseconds``).
     func database<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await withTimeout(.milliseconds(configuration.databaseWaitMilliseconds), body)
+        try await database(until: requestDeadline(), body)
+    }
+
+    /// Runs a Store call that must finish by `deadline`; past it, 503.
+    func database<T: Sendable>(until deadline: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withTimeout(deadline - .now, body)
     }
 
     func ready() async throws -> Response {
@@ -260,6 +282,8 @@ struct Routes: Sendable {
     static let intentFields: Set<String> = ["customer", "quantity", "section", "seats"]
 
     func enqueue(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        // Stamped on arrival: reading the body and finding the event count against the same bound.
+        let deadline = requestDeadline()
         try configuration.access.authorize(request, as: .producer)
         let id = try eventID(context)
         let key = try request.headers[HTTPField.Name("Idempotency-Key")!].map { raw throws(APIError) in
@@ -268,23 +292,25 @@ struct Routes: Sendable {
                                name: "Idempotency-Key")
         }
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
-        guard let layout = try await layout(of: id) else { throw eventNotFound(id) }
+        guard let layout = try await layout(of: id, deadline: deadline) else { throw eventNotFound(id) }
         let draft = try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)
         let result: IntakeResult
         do {
-            result = try await batcher.submit(draft)
-        } catch IntakeBatcher.BatcherError.overloaded {
-            throw APIError(.serviceUnavailable, "overloaded", "too many intents are waiting to be written; retry shortly", headers: [.retryAfter: "1"])
-        } catch IntakeBatcher.BatcherError.stopped {
-            throw APIError(.serviceUnavailable, "shutting_down", "this server is shutting down; retry on another", headers: [.retryAfter: "1"])
+            result = try await batcher.submit(draft, deadline: deadline)
+        } catch let error as IntakeBatcher.BatcherError {
+            switch error {
+            case .overloaded: throw APIError.unavailable("overloaded", "too many intents are waiting to be written; retry shortly")
+            case .stopped: throw APIError.unavailable("shutting_down", "this server is shutting down; retry on another")
+            case .deadlineExceeded, .databaseFailing: throw APIError.databaseUnavailable
+            }
         }
         switch result {
         case .accepted(let publicID), .replayed(let publicID):
             var headers: HTTPFields = [.location: "/intents/\(publicID.text)"]
             if case .replayed = result { headers[HTTPField.Name("Idempotent-Replayed")!] = "true" }
             return AcceptedBody(id: publicID).response(headers: headers)
-        case .keyReused(let publicID):
-            throw keyReused(key ?? "", publicID: publicID)
+        case .keyReused:
+            throw keyReused(key ?? "")
         }
     }
 
@@ -292,11 +318,17 @@ struct Routes: Sendable {
     /// with one statement (one fsync). Each item succeeds or fails on its own; a malformed body, an
     /// unknown event or too many items refuse the whole request and write nothing.
     func enqueueBatch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let deadline = requestDeadline()
         try configuration.access.authorize(request, as: .producer)
         let id = try eventID(context)
+        // A slot before the body is read: at most bulkRequestsMax bodies are buffered at once.
+        guard bulkSlots.acquire() else {
+            throw APIError.unavailable("overloaded", "\(configuration.bulkRequestsMax) bulk requests are already in progress here; retry shortly")
+        }
+        defer { bulkSlots.release() }
         let items = try batchItems(try await collectBody(request, bytesMax: configuration.batchBodyBytesMax),
                                    ndjson: request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") ?? false)
-        guard let layout = try await layout(of: id) else { throw eventNotFound(id) }
+        guard let layout = try await layout(of: id, deadline: deadline) else { throw eventNotFound(id) }
 
         var results: [BatchItemBody?] = Array(repeating: nil, count: items.count)
         var drafts: [(index: Int, draft: IntentDraft)] = []
@@ -309,12 +341,12 @@ struct Routes: Sendable {
                 results[index] = BatchItemBody(index: index, refused: error)
             }
         }
-        let written = try await database { [drafts] in try await store.enqueue(drafts.map(\.draft)) }
+        let written = try await database(until: deadline) { [drafts] in try await store.enqueue(drafts.map(\.draft), sendBefore: deadline) }
         for ((index, draft), result) in zip(drafts, written) {
             switch result {
             case .accepted(let publicID): results[index] = BatchItemBody(index: index, accepted: publicID, replayed: false)
             case .replayed(let publicID): results[index] = BatchItemBody(index: index, accepted: publicID, replayed: true)
-            case .keyReused(let publicID): results[index] = BatchItemBody(index: index, refused: keyReused(draft.idempotencyKey ?? "", publicID: publicID))
+            case .keyReused: results[index] = BatchItemBody(index: index, refused: keyReused(draft.idempotencyKey ?? ""))
             }
         }
         let answered = results.compactMap { $0 }
@@ -340,10 +372,15 @@ struct Routes: Sendable {
                 }
             }
         } else {
-            guard case .array(let array) = try JSONValue.parse(body, what: "the request body") else {
+            let parsed: JSONValue
+            do {
+                parsed = try JSONValue.parse(body, what: "the request body", topLevelItemsMax: configuration.batchItemsMax)
+            } catch is JSONValue.TooManyItems {
+                throw tooManyItems()
+            }
+            guard case .array(let array) = parsed else {
                 throw APIError(.badRequest, "malformed_json", "the request body must be a JSON array of intents (or NDJSON with Content-Type: application/x-ndjson)")
             }
-            guard array.count <= configuration.batchItemsMax else { throw tooManyItems() }
             items = array
         }
         guard !items.isEmpty else { throw APIError.invalid("the batch holds no intents; send 1 to \(configuration.batchItemsMax)") }
@@ -354,9 +391,11 @@ struct Routes: Sendable {
         APIError(.contentTooLarge, "too_many_items", "a batch holds at most \(configuration.batchItemsMax) intents; split it")
     }
 
-    func keyReused(_ key: String, publicID: UUID) -> APIError {
+    /// Names no intent: the id of the intent that holds the key is the capability to read it, and the
+    /// caller may not be the buyer who made it.
+    func keyReused(_ key: String) -> APIError {
         APIError(.unprocessableContent, "idempotency_key_reused",
-                 "Idempotency-Key \(key) was already used for intent \(publicID) with a different request; use a new key")
+                 "Idempotency-Key \(key) was already used with a different request; use a new key for a new request")
     }
 
     /// A validated intent from a request body (single or one item of a batch).
@@ -422,19 +461,24 @@ struct Routes: Sendable {
         guard var status = try await database({ try await store.status(of: id) }) else {
             throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
         }
+        var headers: HTTPFields = [:]
         if case .pending = status.state, waitSeconds > 0 {
             // The recheck reads only the outcome (one index probe), not the queue position.
-            let decided = await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
+            let waited = await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
                 try? await database { try await store.decidedStatuses(among: [id])[id] }
             }
-            // Still pending when the wait ends: read the status again for its current queue position.
-            if let decided {
+            switch waited {
+            case .decided(let decided):
                 status = decided
-            } else {
+            case .timedOut:
+                // Still pending: read the status again for its current queue position.
                 status = try await database { try await store.status(of: id) } ?? status
+            case .refused:
+                // Too many long-polls here or on this intent: the status as it stands, and when to ask again.
+                headers[.retryAfter] = "\(Int.random(in: APIError.retryAfterSeconds))"
             }
         }
-        return StatusBody(status).response()
+        return StatusBody(status).response(headers: headers)
     }
 }
 
@@ -442,18 +486,24 @@ struct Routes: Sendable {
 /// the long-poll watcher, so shutdown drains HTTP, then intake, then closes the pool.
 public func buildApplication(store: Store, configuration: APIConfiguration, logger: Logger,
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-    var batcherConfiguration = configuration.batcher
-    batcherConfiguration.writeTimeout = .milliseconds(configuration.databaseWaitMilliseconds)
-    let batcher = IntakeBatcher(store: store, configuration: batcherConfiguration, logger: logger)
+    let batcher = IntakeBatcher(store: store, configuration: configuration.batcher, logger: logger)
     let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
-    let router = Router(context: BasicRequestContext.self)
-    router.middlewares.add(ErrorMappingMiddleware(logger: logger))
+    // HEAD is answered for every GET route (same status and headers, no body).
+    let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+    router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
     router.middlewares.add(MethodGuardMiddleware(table: Routes.table))
-    Routes(store: store, batcher: batcher, watcher: watcher, configuration: configuration, logger: logger).register(on: router)
+    Routes(store: store, batcher: batcher, watcher: watcher, configuration: configuration, logger: logger,
+           bulkSlots: Slots(configuration.bulkRequestsMax)).register(on: router)
+    let limits = configuration.clients
+    let counters = configuration.clientCounters
+    let cap = ConnectionCap(connectionsMax: limits.connectionsMax, counters: counters, logger: logger)
     return Application(
         router: router,
-        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "boxoffice"),
-        services: [StoreService(store: store), batcher, watcher],
+        server: HTTPServerBuilder { responder in BoundedHTTP1Channel(responder: responder, limits: limits, counters: counters) },
+        configuration: .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "boxoffice",
+            backlog: configuration.acceptBacklog, availableConnectionsDelegate: cap),
+        services: [StoreService(store: store), batcher, watcher, MemoryTrimmer(counters: counters)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
 }

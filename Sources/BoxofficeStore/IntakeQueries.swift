@@ -142,17 +142,19 @@ extension Store {
     /// notifying transactions (a global lock held through the WAL flush), so the intake batcher
     /// notifies at most once per ``IntakeBatcher/Configuration/notifyIntervalMin`` and busy workers
     /// find the rest by looking again.
-    public func enqueue(_ drafts: [IntentDraft], notify: Bool = true) async throws -> [IntakeResult] {
+    ///
+    /// `sendBefore`: the statement is not sent once this instant has passed (see ``rows(_:on:sendBefore:)``).
+    public func enqueue(_ drafts: [IntentDraft], notify: Bool = true, sendBefore: ContinuousClock.Instant? = nil) async throws -> [IntakeResult] {
         guard !drafts.isEmpty else { return [] }
         if drafts.allSatisfy({ $0.idempotencyKey == nil }) {
-            let written = try await rows(EnqueueUnkeyedStatement(drafts: drafts, notify: notify)).first?.0 ?? 0
+            let written = try await rows(EnqueueUnkeyedStatement(drafts: drafts, notify: notify), sendBefore: sendBefore).first?.0 ?? 0
             guard written == drafts.count else {
                 throw StoreError.invariantBroken("intake wrote \(written) of \(drafts.count) intents")
             }
             return drafts.map { .accepted($0.publicID) }
         }
         var queued = Set<UUID>()
-        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts, notify: notify)) { queued.formUnion(ids) }
+        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts, notify: notify), sendBefore: sendBefore) { queued.formUnion(ids) }
 
         let conflicted = drafts.filter { !queued.contains($0.publicID) }
         guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }

@@ -24,9 +24,18 @@ extension StoreStatement {
 extension Store {
     /// Runs `statement` on `connection` (inside a transaction) or on a pooled one, and collects its rows.
     /// Callers bound the row count (batch sizes, single-row lookups).
-    func rows<S: StoreStatement>(_ statement: S, on connection: PostgresConnection? = nil) async throws -> [S.Row] where S.Row: Sendable {
+    ///
+    /// `sendBefore` is a deadline checked once a pooled connection is leased, just before the
+    /// statement is sent: a caller that gave up waiting (its client was answered 503) must not have
+    /// its write run later, when the database comes back and the lease is finally granted.
+    func rows<S: StoreStatement>(
+        _ statement: S, on connection: PostgresConnection? = nil, sendBefore: ContinuousClock.Instant? = nil
+    ) async throws -> [S.Row] where S.Row: Sendable {
         guard let connection else {
-            return try await client.withConnection { connection in try await self.rows(statement, on: connection) }
+            return try await client.withConnection { connection in
+                if let sendBefore, ContinuousClock.now >= sendBefore { throw StoreError.deadlinePassed }
+                return try await self.rows(statement, on: connection)
+            }
         }
         let prepared = configuration.preparedStatements && !S.plansPerExecution
         let logger = self.logger

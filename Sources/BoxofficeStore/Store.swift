@@ -69,9 +69,12 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     /// The connection closed before a statement could be sent on it (the server restarted, say);
     /// the statement was not run, and a transaction open on it is rolled back by the server.
     case connectionLost
+    /// The caller's deadline passed before the statement was sent; it did not run.
+    case deadlinePassed
 
     public var description: String {
         switch self {
+        case .deadlinePassed: "the request's deadline passed before the statement was sent; it did not run"
         case .unreachable(let message), .invariantBroken(let message), .migrationFailed(let message): message
         case .connectionLost: "the database connection closed before the statement was sent; it did not run (an open transaction on it was rolled back)"
         }

@@ -28,7 +28,7 @@ struct JSONTests {
             let container = try decoder.singleValueContainer()
             if container.decodeNil() { value = .null }
             else if let flag = try? container.decode(Bool.self) { value = .bool(flag) }
-            else if let number = try? container.decode(Double.self) { value = .number(number) }
+            else if let number = try? container.decode(Double.self) { value = .number(JSONNumber(number)) }
             else if let text = try? container.decode(String.self) { value = .string(text) }
             else if let items = try? container.decode([Oracle].self) { value = .array(items.map(\.value)) }
             else { value = .object(try container.decode([String: Oracle].self).mapValues(\.value)) }

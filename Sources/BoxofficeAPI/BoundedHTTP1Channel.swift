@@ -1,0 +1,299 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+/// Hummingbird's HTTP/1.1 child channel with ``ClientLimits`` enforced below the router.
+///
+/// The pipeline is Hummingbird's own (`HTTP1Channel`) with two handlers added where only they can
+/// see what they need: ``InboundBytesWatch`` in front of the HTTP decoder (the first byte of a
+/// request head starts its read deadline; a slowloris never completes a head, so nothing after the
+/// decoder would ever hear of it) and ``ClientDeadlines`` right after it (HTTP/1 request heads
+/// still carry their version and keep-alive flag there, which the `HTTPTypes` world drops).
+struct BoundedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    let responder: HTTPChannelHandler.Responder
+    let limits: ClientLimits
+    let counters: ClientLimitCounters
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let deadlines = ClientDeadlines(limits: limits, counters: counters)
+            let sync = channel.pipeline.syncOperations
+            try sync.addHandler(InboundBytesWatch(deadlines: deadlines))
+            var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+            decoderLimits.maxHeaderFieldSize = limits.headerBytesMax
+            decoderLimits.maxHeaderListSize = limits.headerBytesMax
+            decoderLimits.maxHeaderFieldCount = limits.headerFieldsMax
+            try sync.configureHTTPServerPipeline(
+                withPipeliningAssistance: false,
+                withErrorHandling: false,
+                withOutboundHeaderValidation: false,
+                withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: decoderLimits
+            )
+            try sync.addHandler(deadlines)
+            try sync.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            // Hummingbird's handler: closes after a `Connection: close` response and on graceful shutdown.
+            try sync.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+            return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        counters.open.add(1)
+        defer { counters.open.add(-1) }
+        await handleHTTP(asyncChannel: value, logger: logger)
+    }
+}
+
+/// Sits in front of the HTTP decoder and tells ``ClientDeadlines`` when bytes arrive on a
+/// connection with no request in progress: that starts the request's head-read deadline.
+final class InboundBytesWatch: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    let deadlines: ClientDeadlines
+
+    init(deadlines: ClientDeadlines) { self.deadlines = deadlines }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deadlines.bytesArrived()
+        context.fireChannelRead(data)
+    }
+}
+
+/// The phases of one connection and the deadline of each phase in which the client must act:
+/// idle (no request) → reading a head → reading a body → handled by the API (no deadline here: the
+/// routes bound their own waits) → idle again once the response is written.
+///
+/// Also where HTTP/1 connection semantics are settled: a request that does not ask for keep-alive
+/// (HTTP/1.0 without `Connection: keep-alive`, or `Connection: close`) gets `Connection: close` and
+/// the connection is closed once its response is written; and where a request the decoder cannot
+/// parse, or whose head is too large, is answered with the API's JSON error body.
+final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    enum Phase {
+        case idle
+        case readingHead
+        case readingBody
+        case handling
+    }
+
+    let limits: ClientLimits
+    let counters: ClientLimitCounters
+    private var phase = Phase.idle
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+    private var keepAlive = true
+    private var http10 = false
+    private var requestEnded = false
+    private var responseStarted = false
+    private var closing = false
+
+    init(limits: ClientLimits, counters: ClientLimitCounters) {
+        self.limits = limits
+        self.counters = counters
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        enter(.idle)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    /// Called by ``InboundBytesWatch`` for every read, before the decoder sees the bytes.
+    func bytesArrived() {
+        if phase == .idle { enter(.readingHead) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            keepAlive = head.isKeepAlive
+            http10 = head.version == .http1_0
+            requestEnded = false
+            responseStarted = false
+            enter(.readingBody)
+        case .body:
+            break
+        case .end:
+            requestEnded = true
+            // A response already written (an early 413, say) leaves the connection idle; otherwise
+            // the route is at work and bounds its own waits.
+            enter(phase == .readingBody && responseStarted ? .idle : .handling)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            responseStarted = true
+            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) { keepAlive = false }
+            if !head.headers.contains(name: "connection") {
+                // HTTP/1.0 closes unless told otherwise, so a kept-alive 1.0 connection is confirmed aloud.
+                if !keepAlive { head.headers.add(name: "connection", value: "close") } else if http10 { head.headers.add(name: "connection", value: "keep-alive") }
+            }
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            if !keepAlive {
+                timer?.cancel()
+                timer = nil
+                let written = promise ?? context.eventLoop.makePromise()
+                context.writeAndFlush(data, promise: written)
+                close(context, after: written.futureResult)
+                return
+            }
+            context.write(data, promise: promise)
+            // The body may still be arriving after an early answer: its deadline keeps running.
+            if requestEnded { enter(.idle) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A parse failure with no request in progress is ours to answer, with the API's JSON body;
+        // inside a request Hummingbird's handler owns the response, so it gets the error.
+        guard let parserError = error as? HTTPParserError, phase == .idle || phase == .readingHead else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if parserError == .headerOverflow {
+            counters.headTooLarge.add()
+            refuse(
+                context, .requestHeaderFieldsTooLarge, "header_too_large",
+                "the request line and headers exceed \(limits.headerBytesMax) bytes or \(limits.headerFieldsMax) fields")
+        } else {
+            counters.malformed.add()
+            refuse(context, .badRequest, "malformed_request", "the request is not valid HTTP/1.1 (\(parserError))")
+        }
+    }
+
+    private func enter(_ next: Phase) {
+        phase = next
+        timer?.cancel()
+        timer = nil
+        guard !closing, let context else { return }
+        let delay: Duration
+        switch next {
+        case .idle: delay = limits.idleTimeout
+        case .readingHead: delay = limits.headReadTimeout
+        case .readingBody: delay = limits.bodyReadTimeout
+        case .handling: return
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: TimeAmount(delay)) { loopBound.value.expired(next) }
+    }
+
+    private func expired(_ phase: Phase) {
+        timer = nil
+        guard phase == self.phase, !closing else { return }
+        switch phase {
+        case .idle: idleExpired()
+        case .readingHead: headExpired()
+        case .readingBody: bodyExpired()
+        case .handling: break
+        }
+    }
+
+    /// Closes once everything written so far has left.
+    private func close(_ context: ChannelHandlerContext, after written: EventLoopFuture<Void>) {
+        closing = true
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.whenComplete { _ in loopBound.value.close(promise: nil) }
+    }
+
+    private func idleExpired() {
+        counters.idleClosed.add()
+        closing = true
+        context?.close(promise: nil)
+    }
+
+    private func headExpired() {
+        counters.headTimeouts.add()
+        guard let context else { return }
+        refuse(context, .requestTimeout, "request_timeout",
+               "the request head did not arrive within \(limits.headReadTimeout); send it at once")
+    }
+
+    private func bodyExpired() {
+        counters.bodyTimeouts.add()
+        guard let context else { return }
+        if responseStarted {
+            closing = true
+            context.close(promise: nil)
+            return
+        }
+        refuse(context, .requestTimeout, "request_timeout",
+               "the request body did not arrive within \(limits.bodyReadTimeout) of its head; send it at once")
+    }
+
+    /// Answers with the API's JSON error body and closes the connection.
+    private func refuse(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String) {
+        guard !closing else { return }
+        timer?.cancel()
+        timer = nil
+        var body = context.channel.allocator.buffer(capacity: 96 + message.utf8.count)
+        body.writeString(#"{"error":""#)
+        body.writeString(code)
+        body.writeString(#"","message":""#)
+        body.writeString(String(message.flatMap { $0 == "\"" || $0 == "\\" ? ["\\", $0] : [$0] }))
+        body.writeString(#""}"#)
+        let headers = HTTPHeaders([
+            ("content-type", "application/json; charset=utf-8"), ("content-length", "\(body.readableBytes)"), ("connection", "close"),
+        ])
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        close(context, after: written.futureResult)
+    }
+}
+
+/// The connection cap: Hummingbird stops accepting while `connectionsMax` connections are open,
+/// so excess clients wait in the kernel's accept queue (`backlog`) and cost this process nothing.
+struct ConnectionCap: AvailableConnectionsDelegate {
+    let connectionsMax: Int
+    let counters: ClientLimitCounters
+    let logger: Logger
+    var open = 0
+    var lastWarning: ContinuousClock.Instant?
+
+    mutating func connectionOpened() {
+        open += 1
+        if open >= connectionsMax {
+            counters.capReached.add()
+            // One line per 10 s at most while the cap holds: an attack must not become a log flood.
+            if lastWarning.map({ ContinuousClock.now - $0 >= .seconds(10) }) ?? true {
+                lastWarning = .now
+                logger.warning(
+                    "client connection cap reached; new connections wait in the accept queue until one closes",
+                    metadata: ["connections_max": "\(connectionsMax)", "times_reached": "\(counters.capReached.value)"])
+            }
+        }
+    }
+
+    mutating func connectionClosed() { open -= 1 }
+
+    func isAcceptingNewConnections() -> Bool { open < connectionsMax }
+}
