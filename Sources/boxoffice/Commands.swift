@@ -49,6 +49,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Long-polls (?wait=) held at once by this process; past it a status request answers at once.") var longPollsMax = OutcomeWatcher.Configuration().waitersMax
     @Option(help: "Long-polls held at once on one intent.") var longPollsPerIntentMax = OutcomeWatcher.Configuration().waitersPerIntentMax
     @Option(help: "Bulk intake requests in progress at once; past it 503 overloaded before the body is read.") var bulkRequestsMax = APIConfiguration().bulkRequestsMax
+    @Option(help: "Set the open-file (descriptor) limit to exactly this (default: raise the soft limit as far as the connection caps need, up to the hard limit).") var openFilesMax: Int?
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
     @OptionGroup var database: DatabaseOptions
@@ -100,7 +101,8 @@ struct Serve: AsyncParsableCommand {
         // the server: the API's statements are bounded by the same wait as its requests.
         databaseConfiguration.statementTimeoutMilliseconds = databaseWaitMilliseconds
         databaseConfiguration.lockTimeoutMilliseconds = min(databaseConfiguration.lockTimeoutMilliseconds, databaseWaitMilliseconds)
-        let descriptors = try DescriptorLimit.raise(toCover: clientConnectionsMax + databaseConfiguration.connectionsMax + DescriptorLimit.reserve)
+        let descriptors = try DescriptorLimit.raise(
+            toCover: clientConnectionsMax + databaseConfiguration.connectionsMax + DescriptorLimit.reserve, exactly: openFilesMax)
         logger.info("descriptor limit", metadata: ["open_files_max": "\(descriptors)", "client_connections_max": "\(clientConnectionsMax)"])
         let store = Store(configuration: databaseConfiguration, logger: logger)
         let host = configuration.host
@@ -109,6 +111,7 @@ struct Serve: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        logger.info("client limits at shutdown", metadata: configuration.clientCounters.snapshot.mapValues { "\($0)" })
     }
 }
 

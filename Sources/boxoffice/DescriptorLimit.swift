@@ -12,11 +12,23 @@ enum DescriptorLimit {
     /// socket, log and standard streams, event-loop internals, the runtime's own files.
     static let reserve = 128
 
-    /// Raises the soft limit towards the hard one if `needed` exceeds it, and returns the limit now
-    /// in force; throws a message that says what to change when even the hard limit is too low.
-    static func raise(toCover needed: Int) throws -> Int {
+    /// Raises the soft limit towards the hard one if `needed` exceeds it (or sets it to `exactly`), and
+    /// returns the limit now in force; throws a message that says what to change when the limit
+    /// cannot cover `needed`.
+    static func raise(toCover needed: Int, exactly: Int? = nil) throws -> Int {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return needed }
+        if let exactly {
+            guard exactly >= needed else {
+                throw CommandError("--open-files-max \(exactly) is below the \(needed) descriptors serve may need (--client-connections-max + --connections-max + \(reserve) in reserve)")
+            }
+            var wanted = limit
+            wanted.rlim_cur = rlim_t(exactly)
+            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &wanted) == 0 else {
+                throw CommandError("cannot set the open-file limit to \(exactly) (hard limit \(limit.rlim_max))")
+            }
+            return exactly
+        }
         if Int(clamping: limit.rlim_cur) >= needed { return Int(clamping: limit.rlim_cur) }
         if Int(clamping: limit.rlim_max) >= needed {
             var raised = limit
