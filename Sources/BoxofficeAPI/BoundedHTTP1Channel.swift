@@ -178,6 +178,12 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
+        // The client hung up in the middle of a head: nobody to answer.
+        if parserError == .invalidEOFState || !context.channel.isActive {
+            closing = true
+            context.close(promise: nil)
+            return
+        }
         if parserError == .headerOverflow {
             counters.headTooLarge.add()
             refuse(
