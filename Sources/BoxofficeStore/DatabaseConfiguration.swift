@@ -107,6 +107,12 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
         sslRootCert = rootCert.flatMap { $0.isEmpty ? nil : $0 }
         // libpq 16: sslrootcert=system without an sslmode means verify-full.
         if sslRootCert == "system" && (mode ?? "").isEmpty { sslMode = .verifyFull }
+        // libpq's default CA file, resolved once against this environment's HOME and then named, so
+        // `url` hands child processes the very file this process checks against.
+        if sslRootCert == nil, sslMode != .disable, let path = Self.defaultRootCertPath(home: environment["HOME"]),
+           FileManager.default.fileExists(atPath: path) {
+            sslRootCert = path
+        }
         try validateTLS(home: environment["HOME"])
     }
 

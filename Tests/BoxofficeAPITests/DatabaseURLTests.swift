@@ -98,7 +98,7 @@ struct DatabaseURLTests {
         try FileManager.default.createDirectory(atPath: ca.directory + "/.postgresql", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: ca.file, toPath: ca.directory + "/.postgresql/root.crt")
         let defaulted = try DatabaseConfiguration(url: "postgres://u@h/x?sslmode=verify-full", environment: ["HOME": ca.directory])
-        #expect(defaulted.sslMode == .verifyFull && defaulted.sslRootCert == nil)
+        #expect(defaulted.sslMode == .verifyFull && defaulted.sslRootCert == ca.directory + "/.postgresql/root.crt")
         // Modes without a chain check never need one; Unix sockets never use TLS.
         for mode in ["disable", "allow", "prefer", "require"] {
             #expect(try DatabaseConfiguration(url: "postgres://u@h/x?sslmode=\(mode)", environment: [:]).sslMode.rawValue == mode)
