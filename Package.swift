@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Domain values and the allocator. Pure Swift: no I/O, no Postgres.
@@ -31,6 +32,8 @@ let package = Package(
             dependencies: [
                 "BoxofficeCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // TLS settings of database connections (sslmode, sslrootcert).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -92,7 +95,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
-        // The API's byte-level JSON reader and writer, checked against Foundation's; no database.
+        // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
+        // access-token rule, and DATABASE_URL's TLS settings.
         .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",

@@ -19,8 +19,20 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// A transaction left open this long (a stalled worker) is killed by the server and its intents freed.
     public var idleInTransactionTimeoutMilliseconds: Int = 30_000
     public var connectTimeoutMilliseconds: Int = 5_000
-    /// `sslmode=require` in the URL; loopback defaults to plain TCP.
-    public var requireTLS: Bool = false
+    /// How a TCP connection negotiates TLS: libpq's `sslmode` with libpq's meanings (see ``SSLMode``).
+    ///
+    /// Defaults to `prefer` on every host, loopback included, as libpq does: `psql` and Boxoffice then
+    /// negotiate alike for the same URL, a server that offers TLS gets it, and one that does not costs
+    /// one extra round trip per new connection (the `SSLRequest` refused), which the pool pays once per
+    /// connection it keeps. A loopback connection never leaves the machine, so a plain fallback there
+    /// exposes nothing; set `sslmode=disable` to skip the round trip and the encryption on loopback.
+    /// Unix-socket hosts never use TLS, whatever the mode (libpq does the same).
+    public var sslMode: SSLMode = .prefer
+    /// `sslrootcert`: a PEM file of the CA certificates a server's chain must lead to (`verify-ca`,
+    /// `verify-full`, and `require` as libpq does when a root certificate is given), or `system` for
+    /// the operating system's trust store (`verify-full` only, as libpq 16). When nil, libpq's default
+    /// `~/.postgresql/root.crt` is used if it exists.
+    public var sslRootCert: String?
     /// Hot statements run as named prepared statements (parsed and planned once per connection).
     /// Turn off behind PgBouncer in transaction mode older than 1.21, which cannot keep them.
     public var preparedStatements: Bool = true
@@ -56,8 +68,11 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
         public let description: String
     }
 
-    /// Parses `postgres://user:pass@host:port/db?sslmode=require` (also `postgresql://`).
-    public init(url text: String) throws {
+    /// Parses `postgres://user:pass@host:port/db?sslmode=verify-full&sslrootcert=/path/ca.pem` (also
+    /// `postgresql://`). `sslmode` and `sslrootcert` fall back to `PGSSLMODE` and `PGSSLROOTCERT` in
+    /// `environment` when the URL does not set them, as libpq does. Throws on an unknown `sslmode` and on
+    /// a TLS setting that cannot work (see ``validateTLS(home:)``), so a typo never weakens TLS silently.
+    public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard let components = URLComponents(string: text),
               let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
         else {
@@ -73,37 +88,84 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
             password: components.password.flatMap { $0.removingPercentEncoding },
             database: database.isEmpty ? (components.user ?? "postgres") : database
         )
-        requireTLS = ["require", "verify-ca", "verify-full"].contains(queryItems.first { $0.name == "sslmode" }?.value ?? "")
+        let urlMode = queryItems.first { $0.name == "sslmode" }?.value
+        try applyTLSSettings(
+            mode: urlMode ?? environment["PGSSLMODE"], modeSource: urlMode == nil ? "PGSSLMODE" : "sslmode in DATABASE_URL",
+            rootCert: queryItems.first { $0.name == "sslrootcert" }?.value ?? environment["PGSSLROOTCERT"],
+            environment: environment)
+    }
+
+    /// Sets `sslMode` and `sslRootCert` from their text forms, then validates them.
+    private mutating func applyTLSSettings(mode: String?, modeSource: String, rootCert: String?, environment: [String: String]) throws {
+        if let mode, !mode.isEmpty {
+            guard let parsed = SSLMode(rawValue: mode) else {
+                throw InvalidURL(description: "\(modeSource): unknown sslmode \"\(mode)\"; use one of "
+                    + SSLMode.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            sslMode = parsed
+        }
+        sslRootCert = rootCert.flatMap { $0.isEmpty ? nil : $0 }
+        // libpq 16: sslrootcert=system without an sslmode means verify-full.
+        if sslRootCert == "system" && (mode ?? "").isEmpty { sslMode = .verifyFull }
+        // libpq's default CA file, resolved once against this environment's HOME and then named, so
+        // `url` hands child processes the very file this process checks against.
+        if sslRootCert == nil, sslMode != .disable, let path = Self.defaultRootCertPath(home: environment["HOME"]),
+           FileManager.default.fileExists(atPath: path) {
+            sslRootCert = path
+        }
+        try validateTLS(home: environment["HOME"])
     }
 
     /// `DATABASE_URL` when set, else the libpq variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`);
     /// nil when neither is set, so callers can decide to start a private database instead.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DatabaseConfiguration? {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
-            return try DatabaseConfiguration(url: url)
+            return try DatabaseConfiguration(url: url, environment: environment)
         }
         guard environment["PGHOST"] != nil || environment["PGDATABASE"] != nil || environment["PGUSER"] != nil else { return nil }
         let user = environment["PGUSER"] ?? environment["USER"] ?? "postgres"
         guard let port = Int(environment["PGPORT"] ?? "5432") else {
             throw InvalidURL(description: "PGPORT must be a number, got \(environment["PGPORT"] ?? "")")
         }
-        return DatabaseConfiguration(
+        var configuration = DatabaseConfiguration(
             host: environment["PGHOST"] ?? "127.0.0.1",
             port: port,
             username: user,
             password: environment["PGPASSWORD"],
             database: environment["PGDATABASE"] ?? user
         )
+        try configuration.applyTLSSettings(
+            mode: environment["PGSSLMODE"], modeSource: "PGSSLMODE", rootCert: environment["PGSSLROOTCERT"], environment: environment)
+        return configuration
     }
 
-    /// The URL form, with the password masked: safe to log.
-    public var description: String { "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)" }
+    /// The URL form, with the password masked and the TLS settings: safe to log.
+    public var description: String {
+        "postgres://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)" + tlsQuery
+    }
 
-    /// The URL form with the password, for handing to child processes.
+    /// The URL form with the password and the TLS settings, for handing to child processes: they connect
+    /// exactly as this process does, whatever their own `PGSSLMODE`. A Unix-socket directory goes in
+    /// the `host` query parameter, where ``init(url:environment:)`` reads it back.
     public var url: String {
         let user = username.addingPercentEncoding(withAllowedCharacters: .urlUserAllowed) ?? username
         let pass = password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .urlPasswordAllowed) ?? $0) } ?? ""
-        return "postgres://\(user)\(pass)@\(host):\(port)/\(database)"
+        let database = self.database.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? self.database
+        if host.hasPrefix("/") {
+            return "postgres://\(user)\(pass)@:\(port)/\(database)" + tlsQuery + "&host=" + Self.queryEncoded(host)
+        }
+        return "postgres://\(user)\(pass)@\(host):\(port)/\(database)" + tlsQuery
+    }
+
+    /// `?sslmode=…` and, when set, `&sslrootcert=…` (percent-encoded).
+    private var tlsQuery: String {
+        "?sslmode=\(sslMode.rawValue)" + (sslRootCert.map { "&sslrootcert=" + Self.queryEncoded($0) } ?? "")
+    }
+
+    private static func queryEncoded(_ value: String) -> String {
+        var allowed = CharacterSet.urlQueryAllowed
+        allowed.remove(charactersIn: "&=+;#")
+        return value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value
     }
 
     var clientConfiguration: PostgresClient.Configuration {
@@ -111,10 +173,13 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
         if host.hasPrefix("/") {
             configuration = .init(unixSocketPath: "\(host)/.s.PGSQL.\(port)", username: username, password: password, database: database)
         } else {
-            configuration = .init(
-                host: host, port: port, username: username, password: password, database: database,
-                tls: requireTLS ? .require(.makeClientConfiguration()) : .disable
-            )
+            let tls: PostgresClient.Configuration.TLS =
+                switch (sslMode, tlsConfiguration) {
+                case (_, nil): .disable
+                case (.allow, let settings?), (.prefer, let settings?): .prefer(settings)
+                case (_, let settings?): .require(settings)
+                }
+            configuration = .init(host: host, port: port, username: username, password: password, database: database, tls: tls)
         }
         configuration.options.maximumConnections = connectionsMax
         configuration.options.minimumConnections = keepsConnectionsOpen ? connectionsMax : 0

@@ -39,7 +39,9 @@ public final class Store: Sendable {
                 try await self.client.query("SELECT 1", logger: self.logger)
             }
         } catch {
-            throw StoreError.unreachable("cannot reach PostgreSQL at \(configuration) (\(String(reflecting: error))); check DATABASE_URL and that the server is running")
+            // The pool retries a refused connection and only times out; one direct attempt says why.
+            let cause = await configuration.connectionFailure(timeout: .seconds(5), logger: logger) ?? String(reflecting: error)
+            throw StoreError.unreachable("cannot reach PostgreSQL at \(configuration): \(cause); check DATABASE_URL and that the server is running")
         }
     }
 

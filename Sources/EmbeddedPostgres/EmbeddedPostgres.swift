@@ -25,6 +25,9 @@ public struct EmbeddedPostgres: Sendable {
         /// Extra server settings, each passed as `-c key=value`.
         /// Lets a caller tune anything else without a new option here.
         public var extraSettings: [String: String]
+        /// Serve TLS with this certificate and key (`ssl=on`); nil (the default) serves plain TCP only.
+        /// Lets tests check every client `sslmode` against a real TLS server.
+        public var tls: TLS?
 
         /// Builds options; every parameter has a default.
         /// So `.init()` is the usual, durable configuration.
@@ -32,12 +35,31 @@ public struct EmbeddedPostgres: Sendable {
             durable: Bool = true,
             maxConnections: Int = 300,
             sharedBuffers: String = "256MB",
-            extraSettings: [String: String] = [:]
+            extraSettings: [String: String] = [:],
+            tls: TLS? = nil
         ) {
             self.durable = durable
             self.maxConnections = maxConnections
             self.sharedBuffers = sharedBuffers
             self.extraSettings = extraSettings
+            self.tls = tls
+        }
+    }
+
+    /// The server's TLS certificate and private key, as PEM files.
+    ///
+    /// Both are copied into the cluster's directory at start (the key with mode 0600, owned by the
+    /// server's OS user, which PostgreSQL insists on), so the originals may live anywhere.
+    public struct TLS: Sendable {
+        /// PEM file of the server certificate (and any intermediates), sent to clients.
+        public var certificateFile: String
+        /// PEM file of the certificate's private key, unencrypted.
+        public var privateKeyFile: String
+
+        /// Names the two PEM files; they are read when the cluster starts.
+        public init(certificateFile: String, privateKeyFile: String) {
+            self.certificateFile = certificateFile
+            self.privateKeyFile = privateKeyFile
         }
     }
 
@@ -89,6 +111,7 @@ public struct EmbeddedPostgres: Sendable {
                 ["-D", data, "-U", user, "--auth=trust", "-E", "UTF8", "--locale=C", "-N"],
                 cwd: base, timeout: 120)
             try initdb.check("initdb")
+            if let tls = options.tls { try installTLSFiles(tls, baseDirectory: base) }
 
             var lastError: Error = EmbeddedPostgresError("PostgreSQL did not start")
             for _ in 0..<3 {
@@ -183,6 +206,13 @@ public struct EmbeddedPostgres: Sendable {
         if !options.durable {
             settings += [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off")]
         }
+        if options.tls != nil {
+            settings += [
+                ("ssl", "on"),
+                ("ssl_cert_file", baseDirectory + "/" + tlsCertificateName),
+                ("ssl_key_file", baseDirectory + "/" + tlsKeyName),
+            ]
+        }
         settings += options.extraSettings.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         var parts = ["-p", String(port), "-k", shellQuote(baseDirectory)]
         for (key, value) in settings {
@@ -225,6 +255,33 @@ public struct EmbeddedPostgresError: Error, CustomStringConvertible, LocalizedEr
     init(_ description: String) { self.description = description }
 
     public var errorDescription: String? { description }
+}
+
+// MARK: - TLS files
+
+private let tlsCertificateName = "server.crt"
+private let tlsKeyName = "server.key"
+
+/// Copies the certificate (0644) and key (0600) into the cluster's directory, owned by the server's OS
+/// user when we are root: PostgreSQL refuses a key that others can read or that it does not own.
+private func installTLSFiles(_ tls: EmbeddedPostgres.TLS, baseDirectory: String) throws {
+    for (source, name, mode) in [(tls.certificateFile, tlsCertificateName, 0o644), (tls.privateKeyFile, tlsKeyName, 0o600)] {
+        let destination = baseDirectory + "/" + name
+        guard let contents = FileManager.default.contents(atPath: source) else {
+            throw EmbeddedPostgresError("cannot read the TLS file \(source)")
+        }
+        guard FileManager.default.createFile(atPath: destination, contents: contents, attributes: [.posixPermissions: mode]),
+              chmod(destination, mode_t(mode)) == 0
+        else {
+            throw EmbeddedPostgresError("cannot write \(destination): \(String(cString: strerror(errno)))")
+        }
+        if runningAsRoot {
+            let account = try postgresAccount()
+            guard chown(destination, account.uid, account.gid) == 0 else {
+                throw EmbeddedPostgresError("chown postgres \(destination) failed: \(String(cString: strerror(errno)))")
+            }
+        }
+    }
 }
 
 // MARK: - Process-wide registry and at-exit cleanup

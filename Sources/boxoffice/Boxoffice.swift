@@ -11,8 +11,9 @@ struct Boxoffice: AsyncParsableCommand {
         abstract: "Flash-sale ticket allocation on PostgreSQL: intake queue, batch allocation, outcomes.",
         discussion: """
             The database comes from DATABASE_URL (postgres://user:password@host:5432/db) or the libpq \
-            variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE. `demo` and `bench` start a private \
-            PostgreSQL when neither is set.
+            variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE. TLS follows libpq: ?sslmode= \
+            (disable, allow, prefer (default), require, verify-ca, verify-full) and ?sslrootcert=/ca.pem, or \
+            PGSSLMODE and PGSSLROOTCERT. `demo` and `bench` start a private PostgreSQL when neither is set.
 
             Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as \
             many `boxoffice work` processes as the database can feed.
