@@ -41,6 +41,8 @@ extension Store {
     /// bound is sized for a batch, and an audit reads whole tables.
     public func audit(eventID: EventID? = nil) async throws -> AuditReport {
         try await client.withConnection { connection in
+            // A statement written to a connection that has just closed never completes (see withTimeout).
+            guard !connection.isClosed else { throw StoreError.connectionLost }
             try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: self.logger)
             do {
                 try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
