@@ -21,22 +21,25 @@ public struct BatchReport: Sendable, Equatable {
     public let intentIDMax: Int64
 }
 
-/// A batch that failed after its event was picked (and rolled back): which event, which intents it
-/// had claimed (empty when it failed before the claim answered), and why. Lets a worker tell a
-/// batch that keeps failing on its own content from a database that is away.
+/// A batch that failed after its event was picked (and rolled back): which event, which intents may
+/// have caused it, and why. Lets a worker tell a batch that keeps failing on its own content from a
+/// database that is away.
 public struct BatchFailure: Error, CustomStringConvertible {
     public let eventID: EventID
-    public let claimedIntentIDs: [Int64]
+    /// The intents being settled when the batch failed. Empty when it failed earlier (picking the
+    /// event, claiming, loading or checking the seat rows): trouble of the event or the database, which
+    /// no intent's quarantine would cure.
+    public let suspectIntentIDs: [Int64]
     public let underlying: any Error
 
-    public init(eventID: EventID, claimedIntentIDs: [Int64], underlying: any Error) {
+    public init(eventID: EventID, suspectIntentIDs: [Int64], underlying: any Error) {
         self.eventID = eventID
-        self.claimedIntentIDs = claimedIntentIDs
+        self.suspectIntentIDs = suspectIntentIDs
         self.underlying = underlying
     }
 
     public var description: String {
-        "event \(eventID), \(claimedIntentIDs.count) intents claimed: \(describeDatabaseError(underlying))"
+        "event \(eventID), \(suspectIntentIDs.count) intents being settled: \(describeDatabaseError(underlying))"
     }
 
     /// True when the batch itself may be the cause, so retrying it unchanged may never succeed: a data
@@ -45,7 +48,7 @@ public struct BatchFailure: Error, CustomStringConvertible {
     /// (connection lost or refused, shutdown, out of resources, client-side timeout, deadlock,
     /// serialization failure, lock timeout): those are backed off and retried as they are.
     public var mayBeTheBatch: Bool {
-        guard !claimedIntentIDs.isEmpty else { return false }
+        guard !suspectIntentIDs.isEmpty else { return false }
         return Self.mayBeTheBatch(underlying)
     }
 
@@ -93,6 +96,7 @@ extension Store {
             // index scan), so its cost follows the number of events with work, not the queue's length.
             guard let (eventID, capacity, available) = try await self.rows(PickEventStatement(), on: connection).first else { return nil }
             var claimed: [Int64] = []
+            var suspects: [Int64] = []
             do {
                 let claimSizeMax = max(1, min(batchSizeMax, claimSizeMaxByEvent[eventID] ?? batchSizeMax))
                 let layout = try await self.layout(of: eventID, on: connection)
@@ -128,13 +132,16 @@ extension Store {
                 let outcomes = allocate(&inventory, batch)
                 precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
                 let ticketsSold = available - inventory.available
+                // From here on a failure may be the doing of an intent of the batch (a value the settle
+                // statement refuses, a row that makes it run past the statement timeout).
+                suspects = claimed
                 try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, invalid: invalid, inventory: inventory,
                                       ticketsSold: ticketsSold, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
                 return BatchReport(eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
                                    quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0)
             } catch {
-                throw BatchFailure(eventID: eventID, claimedIntentIDs: claimed, underlying: error)
+                throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
         }
     }

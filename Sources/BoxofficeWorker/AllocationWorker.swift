@@ -45,6 +45,11 @@ public final class AllocationWorker: Service, Sendable {
         /// Events whose claims this worker keeps shrunk at once; past it the oldest strain is forgotten
         /// (that event starts again from full claims).
         public var strainedEventsMax = 1_000
+        /// Intents of one event this worker quarantines, at most, while it runs. So many intents failing
+        /// even alone point at the event (say, its inventory row refusing every sale), not at its intents:
+        /// past the bound its failures are backed off like a database that is away, and logged as errors,
+        /// instead of rejecting its buyers one by one.
+        public var quarantinesPerEventMax = 16
 
         public init() {}
     }
@@ -71,7 +76,8 @@ public final class AllocationWorker: Service, Sendable {
 
     public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
-        precondition(configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1, "strain bounds out of range")
+        precondition(configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
+                     "strain bounds out of range")
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -112,6 +118,8 @@ public final class AllocationWorker: Service, Sendable {
         var backoff = Duration.milliseconds(50)
         var lastBatch = ContinuousClock.now - configuration.hotPeriod
         var strains: [EventID: Strain] = [:]
+        // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
+        var quarantinesByEvent: [EventID: Int] = [:]
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
@@ -159,9 +167,21 @@ public final class AllocationWorker: Service, Sendable {
                 ])
                 // After the batch is timed: the pause is not part of the batch.
                 if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
-            } catch let failure as BatchFailure where failure.mayBeTheBatch {
+            } catch let failure as BatchFailure
+                        where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax {
                 totalsState.withLock { $0.failedBatches += 1 }
-                await strain(failure, in: &strains)
+                if await strain(failure, in: &strains) {
+                    quarantinesByEvent[failure.eventID, default: 0] += 1
+                    if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
+                        logger.error("quarantine bound reached for the event: its failing batches are now backed off, not split; check the event's inventory and seat rows", metadata: [
+                            "event": "\(failure.eventID)", "quarantined": "\(configuration.quarantinesPerEventMax)",
+                        ])
+                    }
+                    if quarantinesByEvent.count > configuration.strainedEventsMax,
+                       let least = quarantinesByEvent.min(by: { $0.value < $1.value })?.key {
+                        quarantinesByEvent[least] = nil
+                    }
+                }
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch {
@@ -180,26 +200,26 @@ public final class AllocationWorker: Service, Sendable {
     /// Counts a failure the batch may have caused: after ``Configuration/failuresPerClaimSize`` in a
     /// row, halves the event's claims; at a claim of one intent, quarantines it (its own transaction),
     /// so the event's other intents are decided instead of the same batch failing forever. After a
-    /// quarantine the event's claims are full size again.
-    func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async {
-        let claimedMax = failure.claimedIntentIDs.max() ?? 0
+    /// quarantine the event's claims are full size again. Returns true when it quarantined an intent.
+    func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async -> Bool {
+        let claimedMax = failure.suspectIntentIDs.max() ?? 0
         var strain = strains[failure.eventID]
-            ?? Strain(claimSizeMax: min(configuration.batchSizeMax, failure.claimedIntentIDs.count), suspectIntentIDMax: claimedMax, since: .now)
+            ?? Strain(claimSizeMax: min(configuration.batchSizeMax, failure.suspectIntentIDs.count), suspectIntentIDMax: claimedMax, since: .now)
         strain.suspectIntentIDMax = max(strain.suspectIntentIDMax, claimedMax)
         strain.failuresAtSize += 1
         let error = describeDatabaseError(failure.underlying)
         logger.warning("batch failed and was rolled back; it may be the batch's own doing, so its claims will shrink if it fails again", metadata: [
-            "event": "\(failure.eventID)", "claimed": "\(failure.claimedIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
+            "event": "\(failure.eventID)", "intents": "\(failure.suspectIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
             "error": "\(error)",
         ])
         if strain.failuresAtSize >= configuration.failuresPerClaimSize {
             strain.failuresAtSize = 0
             if strain.claimSizeMax > 1 {
-                strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.claimedIntentIDs.count) / 2)
+                strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.suspectIntentIDs.count) / 2)
                 logger.warning("halving the event's claims after repeated failures", metadata: [
                     "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
                 ])
-            } else if failure.claimedIntentIDs.count == 1, let intentID = failure.claimedIntentIDs.first {
+            } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
                 do {
                     if try await store.quarantine(intentID: intentID, eventID: failure.eventID, error: error) {
                         // The culprit is out: full claims again (another culprit in the batch starts its own ladder).
@@ -208,7 +228,7 @@ public final class AllocationWorker: Service, Sendable {
                         logger.error("quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table", metadata: [
                             "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(error)",
                         ])
-                        return
+                        return true
                     }
                 } catch {
                     logger.warning("could not quarantine the intent; will try again", metadata: [
@@ -222,6 +242,7 @@ public final class AllocationWorker: Service, Sendable {
            let oldest = strains.min(by: { $0.value.since < $1.value.since })?.key {
             strains[oldest] = nil
         }
+        return false
     }
 
     private func linger() async {

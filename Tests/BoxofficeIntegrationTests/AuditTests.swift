@@ -172,14 +172,14 @@ extension IntegrationTests {
                 }
                 let claimed: [Int64] = [1]
                 let division = try #require(await serverError("SELECT 1 / 0"))
-                #expect(BatchFailure(eventID: 1, claimedIntentIDs: claimed, underlying: division).mayBeTheBatch)
+                #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: division).mayBeTheBatch)
                 let timeout = try #require(await serverError("SELECT pg_sleep(5)"))
-                #expect(BatchFailure(eventID: 1, claimedIntentIDs: claimed, underlying: timeout).mayBeTheBatch)
+                #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: timeout).mayBeTheBatch)
                 let terminated = try #require(await serverError("SELECT pg_terminate_backend(pg_backend_pid())"))
-                #expect(!BatchFailure(eventID: 1, claimedIntentIDs: claimed, underlying: terminated).mayBeTheBatch)
-                #expect(!BatchFailure(eventID: 1, claimedIntentIDs: claimed, underlying: StoreError.connectionLost).mayBeTheBatch)
-                #expect(BatchFailure(eventID: 1, claimedIntentIDs: claimed, underlying: StoreError.invariantBroken("x")).mayBeTheBatch)
-                #expect(!BatchFailure(eventID: 1, claimedIntentIDs: [], underlying: division).mayBeTheBatch, "nothing claimed, nothing to suspect")
+                #expect(!BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: terminated).mayBeTheBatch)
+                #expect(!BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: StoreError.connectionLost).mayBeTheBatch)
+                #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: StoreError.invariantBroken("x")).mayBeTheBatch)
+                #expect(!BatchFailure(eventID: 1, suspectIntentIDs: [], underlying: division).mayBeTheBatch, "nothing claimed, nothing to suspect")
             }
         }
 
@@ -225,6 +225,63 @@ extension IntegrationTests {
                 let report = try await store.audit()
                 #expect(report.isClean, "\(report.violations)")
                 #expect(report.quarantined == 1 && report.accepted == 40 && report.ticketsSold == 30)
+            }
+        }
+
+        @Test("An event whose seat rows disagree with its inventory fails before the settle: no intent is suspected, none quarantined")
+        func eventTroubleIsNotAnIntents() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
+                _ = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil)])
+                try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(event.id)")
+                do {
+                    _ = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                    Issue.record("the batch settled against an inconsistent inventory")
+                } catch let failure as BatchFailure {
+                    #expect(failure.eventID == event.id && failure.suspectIntentIDs.isEmpty && !failure.mayBeTheBatch, "\(failure)")
+                }
+            }
+        }
+
+        @Test("A worker quarantines at most quarantinesPerEventMax intents of one event; past it the event's failures are backed off")
+        func quarantineBound() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
+                _ = try await store.enqueue((0..<10).map {
+                    IntentDraft(eventID: event.id, customer: [2, 6].contains($0) ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                })
+                try await store.client.query("""
+                    CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        IF NEW.customer = 'poison' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
+                        RETURN NEW;
+                    END $$
+                    """)
+                try await store.client.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+                var configuration = AllocationWorker.Configuration()
+                configuration.batchSizeMax = 4
+                configuration.listen = false
+                configuration.pollInterval = .milliseconds(20)
+                configuration.faultRetryPause = .milliseconds(10)
+                configuration.errorBackoffMax = .milliseconds(50)
+                configuration.quarantinesPerEventMax = 1
+                let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
+                let running = Task { try await worker.run() }
+                let deadline = ContinuousClock.now + .seconds(30)
+                while worker.totals.quarantined == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                // Time for several more ladders, had the bound not held.
+                try await Task.sleep(for: .seconds(2))
+                running.cancel()
+                _ = await running.result
+                let totals = worker.totals
+                #expect(totals.quarantined == 1, "\(totals.quarantined) quarantined")
+                // The two intents before the first poisoned one were settled; the next full claim holds the second
+                // poisoned one, is no longer split, and it and everything after it wait for an operator.
+                #expect(try await store.totalQueued() == 7)
+                #expect(totals.intents == 2)
+                #expect(try await store.audit().isClean)
             }
         }
 
