@@ -91,6 +91,29 @@ public enum EventLayout: Hashable, Sendable {
         if case .seatMap(let sections) = self { return sections }
         return []
     }
+
+    /// Why `request` cannot be made of this event (a seat or section it does not have, a seat named
+    /// twice, seats or a section at a general-admission event), or nil when it can.
+    ///
+    /// Intake refuses such requests; a worker asks again of each queued row, so a row written past
+    /// intake is rejected as invalid instead of reaching the allocator, which trusts its input.
+    public func problem(with request: PurchaseRequest) -> String? {
+        switch (self, request) {
+        case (_, .anywhere):
+            return nil
+        case (.generalAdmission, .inSection), (.generalAdmission, .seats):
+            return "a general-admission event has no sections or seats to ask for"
+        case (.seatMap(let sections), .inSection(let name, _)):
+            return sections.contains { $0.name == name } ? nil : "section \(name) does not exist in this event"
+        case (.seatMap(let sections), .seats(let labels)):
+            if labels.isEmpty { return "no seats named" }
+            if let unknown = labels.first(where: { label in !sections.contains { $0.contains(label) } }) {
+                return "seat \(unknown) does not exist in this event"
+            }
+            if Set(labels).count != labels.count { return "a seat is named twice" }
+            return nil
+        }
+    }
 }
 
 /// What a buyer asked for. Validated at intake against the event's layout; the allocator trusts it.
@@ -129,6 +152,20 @@ public enum RejectionReason: String, Hashable, Sendable, CaseIterable {
     case notEnoughAvailable = "not_enough_available"
     /// At least one of the exact seats asked for is already sold.
     case seatsUnavailable = "seats_unavailable"
+    /// The queued row does not make a request (seat labels that do not parse, a quantity that
+    /// disagrees with them, seats or a section the event does not have): a worker rejects it when it
+    /// claims it, instead of failing its batch, and records why.
+    case invalidRequest = "invalid_request"
+    /// The intent's batch kept failing even when it was claimed alone, so a worker set it aside
+    /// with the error, letting the event's other intents be decided.
+    case quarantined = "quarantined"
+
+    /// The reasons the ``Allocator`` gives. The others are given by the Store to intents it cannot
+    /// hand to the allocator, and are the ones `boxoffice verify` counts as quarantined.
+    public static let allocatorReasons: [RejectionReason] = [.soldOut, .notEnoughAvailable, .seatsUnavailable]
+
+    /// True for the reasons of intents set aside instead of decided (``invalidRequest``, ``quarantined``).
+    public var isQuarantine: Bool { !Self.allocatorReasons.contains(self) }
 }
 
 /// The decision for one intent: the only two ends an accepted intent can reach.

@@ -6,21 +6,87 @@ import PostgresNIO
 /// What one settled batch did: the worker logs it, the benchmark sums it.
 public struct BatchReport: Sendable, Equatable {
     public let eventID: EventID
+    /// Intents claimed and settled, quarantined ones included.
     public let intents: Int
     public let confirmed: Int
+    /// Rejected by the allocator or, for the ``quarantined`` ones, by the Store.
     public let rejected: Int
+    /// Claimed rows that did not make a request: rejected as `invalid_request` and recorded in
+    /// `quarantine`, in this same batch.
+    public let quarantined: Int
     /// Tickets sold by this batch (seats, or general-admission tickets).
     public let ticketsSold: Int
+    /// The largest intent id settled: a worker that shrank this event's claims after failures knows
+    /// from it when the batch it suspects has been worked through.
+    public let intentIDMax: Int64
+}
+
+/// A batch that failed after its event was picked (and rolled back): which event, which intents may
+/// have caused it, and why. Lets a worker tell a batch that keeps failing on its own content from a
+/// database that is away.
+public struct BatchFailure: Error, CustomStringConvertible {
+    public let eventID: EventID
+    /// The intents being settled when the batch failed. Empty when it failed earlier (picking the
+    /// event, claiming, loading or checking the seat rows): trouble of the event or the database, which
+    /// no intent's quarantine would cure.
+    public let suspectIntentIDs: [Int64]
+    public let underlying: any Error
+
+    public init(eventID: EventID, suspectIntentIDs: [Int64], underlying: any Error) {
+        self.eventID = eventID
+        self.suspectIntentIDs = suspectIntentIDs
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        "event \(eventID), \(suspectIntentIDs.count) intents being settled: \(describeDatabaseError(underlying))"
+    }
+
+    /// True when the batch itself may be the cause, so retrying it unchanged may never succeed: a data
+    /// or constraint error, a statement timeout (57014), an error raised by the server on the batch's
+    /// rows, a row that does not decode, a broken invariant. False when the database is away or busy
+    /// (connection lost or refused, shutdown, out of resources, client-side timeout, deadlock,
+    /// serialization failure, lock timeout): those are backed off and retried as they are.
+    public var mayBeTheBatch: Bool {
+        guard !suspectIntentIDs.isEmpty else { return false }
+        return Self.mayBeTheBatch(underlying)
+    }
+
+    static func mayBeTheBatch(_ error: any Error) -> Bool {
+        switch error {
+        case let error as StoreError:
+            if case .invariantBroken = error { return true }
+            return false
+        case let error as PSQLError:
+            guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
+            let transient = ["40001", "40P01", "55P03", "25P03", "57P01", "57P02", "57P03", "57P04", "57P05"]
+            return !state.hasPrefix("08") && !state.hasPrefix("53") && !state.hasPrefix("58") && !transient.contains(state)
+        case is PostgresDecodingError:
+            return true
+        default:
+            return false
+        }
+    }
 }
 
 extension Store {
+    /// Longest error text kept with a quarantined intent.
+    static let quarantineErrorLengthMax = 1_000
+
     /// Claims and settles one batch in one transaction; nil when no event has claimable work.
     ///
     /// Cost of one batch, whatever its size: BEGIN, pick the event and lock its allocation right,
     /// claim up to `batchSizeMax` intents, (seat maps: load rows with free seats), one set-based settle
     /// statement, COMMIT: 5–6 round trips and one WAL flush. `allocate` runs in between, with no I/O.
+    ///
+    /// `claimSizeMaxByEvent` claims fewer for the events named (a worker shrinks the claims of an
+    /// event whose batches keep failing). A claimed row that does not make a request of its event is
+    /// not given to `allocate`: it is settled in the same statement as rejected (`invalid_request`)
+    /// and recorded in `quarantine` with the reason, so one bad row cannot fail its batch. A failure
+    /// after the event is picked is thrown as a ``BatchFailure``.
     public func allocateNextBatch(
         batchSizeMax: Int,
+        claimSizeMaxByEvent: [EventID: Int] = [:],
         allocate: @Sendable (inout Inventory, [PendingIntent]) -> [Outcome]
     ) async throws -> BatchReport? {
         precondition(batchSizeMax >= 1)
@@ -29,31 +95,72 @@ extension Store {
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
             guard let (eventID, capacity, available) = try await self.rows(PickEventStatement(), on: connection).first else { return nil }
-
-            var batch: [PendingIntent] = []
-            batch.reserveCapacity(batchSizeMax)
-            for (id, quantity, section, seats) in try await self.rows(ClaimStatement(eventID: eventID, batchSizeMax: batchSizeMax), on: connection) {
-                batch.append(PendingIntent(id: id, request: try PurchaseRequest(quantity: quantity, section: section, seats: seats)))
-            }
-            guard !batch.isEmpty else { return nil }
-
-            var inventory: Inventory
-            switch try await self.layout(of: eventID, on: connection) {
-            case .generalAdmission:
-                inventory = Inventory(generalAdmission: capacity, available: available)
-            case .seatMap(let sections):
-                inventory = Inventory(sections: sections, rows: try await self.seatRowsWithFreeSeats(of: eventID, on: connection))
-                guard inventory.available == available else {
-                    throw StoreError.invariantBroken("event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
+            var claimed: [Int64] = []
+            var suspects: [Int64] = []
+            do {
+                let claimSizeMax = max(1, min(batchSizeMax, claimSizeMaxByEvent[eventID] ?? batchSizeMax))
+                let layout = try await self.layout(of: eventID, on: connection)
+                var batch: [PendingIntent] = []
+                var invalid: [(id: Int64, error: String)] = []
+                batch.reserveCapacity(claimSizeMax)
+                for (id, quantity, section, seats) in try await self.rows(ClaimStatement(eventID: eventID, batchSizeMax: claimSizeMax), on: connection) {
+                    claimed.append(id)
+                    do {
+                        let request = try PurchaseRequest(quantity: quantity, section: section, seats: seats)
+                        if let problem = layout.problem(with: request) {
+                            invalid.append((id, problem))
+                        } else {
+                            batch.append(PendingIntent(id: id, request: request))
+                        }
+                    } catch {
+                        invalid.append((id, String(describing: error)))
+                    }
                 }
-            }
+                guard !claimed.isEmpty else { return nil }
 
-            let outcomes = allocate(&inventory, batch)
-            precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
-            let ticketsSold = available - inventory.available
-            try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, inventory: inventory, ticketsSold: ticketsSold, on: connection)
-            let confirmed = outcomes.lazy.filter(\.isConfirmed).count
-            return BatchReport(eventID: eventID, intents: batch.count, confirmed: confirmed, rejected: batch.count - confirmed, ticketsSold: ticketsSold)
+                var inventory: Inventory
+                switch layout {
+                case .generalAdmission:
+                    inventory = Inventory(generalAdmission: capacity, available: available)
+                case .seatMap(let sections):
+                    inventory = Inventory(sections: sections, rows: try await self.seatRowsWithFreeSeats(of: eventID, on: connection))
+                    guard inventory.available == available else {
+                        throw StoreError.invariantBroken("event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
+                    }
+                }
+
+                let outcomes = allocate(&inventory, batch)
+                precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
+                let ticketsSold = available - inventory.available
+                // From here on a failure may be the doing of an intent of the batch (a value the settle
+                // statement refuses, a row that makes it run past the statement timeout).
+                suspects = claimed
+                try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, invalid: invalid, inventory: inventory,
+                                      ticketsSold: ticketsSold, on: connection)
+                let confirmed = outcomes.lazy.filter(\.isConfirmed).count
+                return BatchReport(eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
+                                   quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0)
+            } catch {
+                throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
+            }
+        }
+    }
+
+    /// Sets one queued intent aside, in its own transaction: rejected as `quarantined` with `error`
+    /// recorded, so the event's other intents can be decided. For an intent whose batch kept failing
+    /// even when claimed alone. Waits (within `lock_timeout`) for the event's allocation right, so no
+    /// batch of the event is in flight. False when the intent is no longer queued (settled meanwhile).
+    public func quarantine(intentID: Int64, eventID: EventID, error: String) async throws -> Bool {
+        let statement = QuarantineStatement(eventID: eventID, intentID: intentID, reason: RejectionReason.quarantined.rawValue,
+                                            error: String(error.prefix(Self.quarantineErrorLengthMax)))
+        return try await transaction { connection in
+            for (recorded, kept, _) in try await self.rows(statement, on: connection) {
+                guard recorded == kept, recorded <= 1 else {
+                    throw StoreError.invariantBroken("quarantine of intent \(intentID) wrote \(recorded) outcomes and \(kept) quarantine rows")
+                }
+                return recorded == 1
+            }
+            return false
         }
     }
 
@@ -76,12 +183,14 @@ extension Store {
         return result
     }
 
-    /// Writes a decided batch with one statement: outcomes in, intents out, changed seat rows and the
-    /// counters updated, waiters notified at commit. Row counts are checked: the second place the
-    /// "settled exactly once" invariant is asserted.
-    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], inventory: Inventory, ticketsSold: Int, on connection: PostgresConnection) async throws {
-        var statuses: [String] = [], reasons: [String] = [], seats: [String] = []
-        statuses.reserveCapacity(batch.count); reasons.reserveCapacity(batch.count); seats.reserveCapacity(batch.count)
+    /// Writes a decided batch with one statement: outcomes in, intents out, invalid rows rejected and
+    /// recorded in `quarantine`, changed seat rows and the counters updated, waiters notified at
+    /// commit. Row counts are checked: the second place the "settled exactly once" invariant is asserted.
+    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], invalid: [(id: Int64, error: String)], inventory: Inventory,
+                ticketsSold: Int, on connection: PostgresConnection) async throws {
+        let count = batch.count + invalid.count
+        var statuses: [String] = [], reasons: [String] = [], seats: [String] = [], errors: [String] = []
+        statuses.reserveCapacity(count); reasons.reserveCapacity(count); seats.reserveCapacity(count); errors.reserveCapacity(count)
         for outcome in outcomes {
             switch outcome {
             case .confirmed(_, let labels):
@@ -89,6 +198,11 @@ extension Store {
             case .rejected(let reason):
                 statuses.append("rejected"); reasons.append(reason.rawValue); seats.append("")
             }
+            errors.append("")
+        }
+        for (_, error) in invalid {
+            statuses.append("rejected"); reasons.append(RejectionReason.invalidRequest.rawValue); seats.append("")
+            errors.append(String(error.prefix(Self.quarantineErrorLengthMax)))
         }
         let changed = inventory.changedRows
         let bitmaps: [ByteBuffer] = changed.map { row in
@@ -96,12 +210,12 @@ extension Store {
             for (index, isTaken) in row.taken.enumerated() where isTaken { bytes[index >> 3] |= 1 << UInt8(index & 7) }
             return ByteBuffer(bytes: bytes)
         }
-        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id), statuses: statuses, reasons: reasons, seats: seats,
-                                        changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
-        for (recorded, rowsWritten, counted, _) in try await rows(statement, on: connection) {
-            guard recorded == batch.count, rowsWritten == changed.count, counted == 1 else {
+        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id) + invalid.map(\.id), statuses: statuses, reasons: reasons,
+                                        seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
+        for (recorded, kept, rowsWritten, counted, _) in try await rows(statement, on: connection) {
+            guard recorded == count, kept == invalid.count, rowsWritten == changed.count, counted == 1 else {
                 throw StoreError.invariantBroken(
-                    "event \(eventID): settle wrote \(recorded)/\(batch.count) outcomes, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
+                    "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(invalid.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
             }
         }
     }
@@ -178,16 +292,19 @@ struct SeatRowsStatement: StoreStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// Writes a decided batch: outcomes in, intents out, changed seat rows and the counters updated,
-/// waiters notified at commit; returns the row counts so the caller can check them.
+/// Writes a decided batch: outcomes in (with the seats an exact-seat intent asked for), intents out,
+/// rows that made no request recorded in `quarantine` (those with an error), changed seat rows and the
+/// counters updated, waiters notified at commit; returns the row counts so the caller can check them.
 struct SettleStatement: StoreStatement {
-    typealias Row = (Int, Int, Int, String)
-    static let sample = SettleStatement(eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], changed: [], bitmaps: [], ticketsSold: 0)
+    typealias Row = (Int, Int, Int, Int, String)
+    static let sample = SettleStatement(eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0)
     let eventID: EventID
     let intentIDs: [Int64]
     let statuses: [String]
     let reasons: [String]
     let seats: [String]
+    /// Why a row made no request; empty for the intents the allocator decided.
+    let errors: [String]
     let changed: [SeatRow]
     let bitmaps: [ByteBuffer]
     let ticketsSold: Int
@@ -195,8 +312,8 @@ struct SettleStatement: StoreStatement {
     var query: PostgresQuery {
         """
         WITH decided AS (
-            SELECT * FROM unnest(\(intentIDs)::bigint[], \(statuses)::text[], \(reasons)::text[], \(seats)::text[])
-                AS d(intent_id, status, reason, seats)
+            SELECT * FROM unnest(\(intentIDs)::bigint[], \(statuses)::text[], \(reasons)::text[], \(seats)::text[], \(errors)::text[])
+                AS d(intent_id, status, reason, seats, error)
         ), moved AS (
             -- By primary key alone, so the primary key is the only index that fits. A generic plan cached
             -- while the queue was small (statistics of a few rows) otherwise picks the (event_id, id) index
@@ -204,13 +321,20 @@ struct SettleStatement: StoreStatement {
             -- event is checked below instead: a row of another event is not recorded, the counts differ,
             -- and the caller rolls the batch back.
             DELETE FROM intents i WHERE i.id = ANY(\(intentIDs)::bigint[])
-            RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats IS NOT NULL AS exact_seats, i.created_at
+            RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats, i.created_at
         ), recorded AS (
-            INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats, accepted_at, decided_at)
-            SELECT m.id, m.public_id, m.event_id, m.customer, m.quantity, m.section, m.exact_seats, d.status, NULLIF(d.reason, ''),
-                   coalesce(string_to_array(NULLIF(d.seats, ''), ','), '{}'), m.created_at, statement_timestamp()
+            INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats,
+                                  requested_seats, accepted_at, decided_at)
+            SELECT m.id, m.public_id, m.event_id, m.customer, m.quantity, m.section, m.seats IS NOT NULL, d.status, NULLIF(d.reason, ''),
+                   coalesce(string_to_array(NULLIF(d.seats, ''), ','), '{}'), m.seats, m.created_at, statement_timestamp()
             FROM moved m JOIN decided d ON d.intent_id = m.id
             WHERE m.event_id = \(eventID)
+            RETURNING 1
+        ), kept AS (
+            INSERT INTO quarantine (intent_id, public_id, event_id, reason, error, quarantined_at)
+            SELECT m.id, m.public_id, m.event_id, d.reason, d.error, statement_timestamp()
+            FROM moved m JOIN decided d ON d.intent_id = m.id
+            WHERE m.event_id = \(eventID) AND d.error <> ''
             RETURNING 1
         ), rows_written AS (
             UPDATE seat_rows r SET taken = u.taken, free = u.free
@@ -223,8 +347,46 @@ struct SettleStatement: StoreStatement {
             WHERE event_id = \(eventID)
             RETURNING 1
         )
-        SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
+        SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM kept), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
                pg_notify(\(Store.outcomesChannel), \(eventID)::text)
+        """
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Sets one queued intent aside: takes the event's allocation right (waiting for it, within
+/// `lock_timeout`), moves the intent to a rejected outcome with `reason`, and records `error` in
+/// `quarantine`, and wakes the event's long-polls; returns the outcome and quarantine rows written
+/// (0 and 0 when the intent is not queued).
+struct QuarantineStatement: StoreStatement {
+    typealias Row = (Int, Int, String)
+    static let sample = QuarantineStatement(eventID: 0, intentID: 0, reason: "", error: "")
+    let eventID: EventID
+    let intentID: Int64
+    let reason: String
+    let error: String
+
+    var query: PostgresQuery {
+        """
+        WITH allocation_right AS (
+            SELECT event_id FROM inventory WHERE event_id = \(eventID) FOR NO KEY UPDATE
+        ), moved AS (
+            DELETE FROM intents i WHERE i.id = \(intentID) AND i.event_id = (SELECT event_id FROM allocation_right)
+            RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats, i.created_at
+        ), recorded AS (
+            INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats,
+                                  requested_seats, accepted_at, decided_at)
+            SELECT m.id, m.public_id, m.event_id, m.customer, m.quantity, m.section, m.seats IS NOT NULL, 'rejected', \(reason),
+                   '{}', m.seats, m.created_at, statement_timestamp()
+            FROM moved m
+            RETURNING 1
+        ), kept AS (
+            INSERT INTO quarantine (intent_id, public_id, event_id, reason, error, quarantined_at)
+            SELECT m.id, m.public_id, m.event_id, \(reason), \(error), statement_timestamp() FROM moved m
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM recorded)::int, (SELECT count(*) FROM kept)::int, pg_notify(\(Store.outcomesChannel), \(eventID)::text)
         """
     }
 

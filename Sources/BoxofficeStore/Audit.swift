@@ -7,9 +7,17 @@ public struct AuditReport: Sendable, Equatable {
     /// One line per broken invariant; empty when all hold.
     public var violations: [String] = []
     public var events = 0
+    /// Intents accepted by intake (acceptance records): queued + settled, quarantined included.
+    public var accepted = 0
     public var outcomes = 0
     public var confirmed = 0
+    /// Rejected outcomes, quarantined ones included.
     public var rejected = 0
+    /// Outcomes rejected as `invalid_request` or `quarantined`: set aside, not decided. Reported,
+    /// not a violation.
+    public var quarantined = 0
+    /// The first ``Store/auditQuarantineListMax`` quarantined intents: event, public id, reason, error.
+    public var quarantinedIntents: [String] = []
     public var pending = 0
     public var ticketsSold = 0
 
@@ -17,25 +25,67 @@ public struct AuditReport: Sendable, Equatable {
 }
 
 extension Store {
+    /// Quarantined intents listed by name in an audit report; the count covers them all.
+    public static let auditQuarantineListMax = 100
+    /// Intent ids named per event in one "missing" or "unrecorded" violation; the count covers them all.
+    public static let auditIntentsNamedMax = 20
+    /// Violation lines kept in a report.
+    public static let auditViolationsMax = 1_000
+
     /// Checks every invariant of the design from the database alone: the second place each one is
     /// asserted (the first is the allocator and the settle row counts).
     ///
-    /// `eventID` limits the audit to one event. Each check is one aggregate statement.
+    /// `eventID` limits the audit to one event. Each check is one aggregate statement; all of them run
+    /// in one transaction, `REPEATABLE READ READ ONLY`, so they see one snapshot even while intake and
+    /// workers keep writing (a sale can be audited live), and without a statement timeout: the pool's
+    /// bound is sized for a batch, and an audit reads whole tables.
     public func audit(eventID: EventID? = nil) async throws -> AuditReport {
+        try await client.withConnection { connection in
+            // A statement written to a connection that has just closed never completes (see withTimeout).
+            guard !connection.isClosed else { throw StoreError.connectionLost }
+            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: self.logger)
+            do {
+                try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
+                let report = try await self.audit(eventID: eventID, on: connection)
+                try await connection.query("COMMIT", logger: self.logger)
+                return report
+            } catch {
+                // After a lost connection PostgresNIO's ROLLBACK never returns; the server rolls back by itself.
+                if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
+                throw error
+            }
+        }
+    }
+
+    func audit(eventID: EventID?, on connection: PostgresConnection) async throws -> AuditReport {
         var report = AuditReport()
         // A NULL filter means every event.
         let scope = eventID
+        let quarantineReasons = RejectionReason.allCases.filter(\.isQuarantine).map(\.rawValue)
+        let knownReasons = RejectionReason.allCases.map(\.rawValue)
+        let named = Self.auditIntentsNamedMax
 
-        for try await (events, outcomes, confirmed, rejected, pending, sold) in try await client.query("""
+        for try await (events, accepted, outcomes, confirmed, rejected, quarantined, pending, sold) in try await connection.query("""
             SELECT (SELECT count(*) FROM events WHERE \(scope)::bigint IS NULL OR id = \(scope)),
+                   (SELECT count(*) FROM acceptances WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT count(*) FROM outcomes WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT count(*) FROM outcomes WHERE status = 'confirmed' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM outcomes WHERE status = 'rejected' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
+                   (SELECT count(*) FROM outcomes WHERE reason = ANY(\(quarantineReasons)::text[]) AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM intents WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT coalesce(sum(sold), 0) FROM inventory WHERE \(scope)::bigint IS NULL OR event_id = \(scope))
-            """, logger: logger).decode((Int, Int, Int, Int, Int, Int).self) {
-            report.events = events; report.outcomes = outcomes; report.confirmed = confirmed
-            report.rejected = rejected; report.pending = pending; report.ticketsSold = sold
+            """, logger: logger).decode((Int, Int, Int, Int, Int, Int, Int, Int).self) {
+            report.events = events; report.accepted = accepted; report.outcomes = outcomes; report.confirmed = confirmed
+            report.rejected = rejected; report.quarantined = quarantined; report.pending = pending; report.ticketsSold = sold
+        }
+        for try await line in try await connection.query("""
+            SELECT format('event %s intent %s: %s: %s', event_id, public_id, reason, error)
+            FROM quarantine
+            WHERE \(scope)::bigint IS NULL OR event_id = \(scope)
+            ORDER BY quarantined_at, intent_id
+            LIMIT \(Self.auditQuarantineListMax)
+            """, logger: logger).decode(String.self) {
+            report.quarantinedIntents.append(line)
         }
 
         let checks: [(String, PostgresQuery)] = [
@@ -98,6 +148,96 @@ extension Store {
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = rows.event_id)
                 """),
+            // The acceptance record is written by the intake statement and never changed: every intent it
+            // names is either still queued or settled (decided or quarantined).
+            ("accepted intents are neither queued nor settled (accepted = queued + decided + quarantined fails)", """
+                WITH accepted AS (
+                    SELECT event_id, count(*) AS n FROM acceptances WHERE \(scope)::bigint IS NULL OR event_id = \(scope) GROUP BY event_id
+                ), queued AS (
+                    SELECT event_id, count(*) AS n FROM intents WHERE \(scope)::bigint IS NULL OR event_id = \(scope) GROUP BY event_id
+                ), settled AS (
+                    SELECT event_id, count(*) FILTER (WHERE reason IS NULL OR reason <> ALL(\(quarantineReasons)::text[])) AS decided,
+                           count(*) FILTER (WHERE reason = ANY(\(quarantineReasons)::text[])) AS quarantined
+                    FROM outcomes WHERE \(scope)::bigint IS NULL OR event_id = \(scope) GROUP BY event_id
+                ), missing AS (
+                    SELECT a.event_id, count(*) AS n, (array_agg(a.public_id ORDER BY a.intent_id))[1:\(named)] AS ids
+                    FROM acceptances a
+                    WHERE (\(scope)::bigint IS NULL OR a.event_id = \(scope))
+                      AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.id = a.intent_id)
+                      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.intent_id = a.intent_id)
+                    GROUP BY a.event_id
+                )
+                SELECT format('event %s: accepted %s, queued %s + decided %s + quarantined %s; %s missing: %s',
+                              e.id, coalesce(a.n, 0), coalesce(q.n, 0), coalesce(s.decided, 0), coalesce(s.quarantined, 0),
+                              coalesce(m.n, 0), coalesce(array_to_string(m.ids, ', ') || CASE WHEN m.n > \(named) THEN ', …' ELSE '' END, 'none'))
+                FROM events e
+                LEFT JOIN accepted a ON a.event_id = e.id LEFT JOIN queued q ON q.event_id = e.id
+                LEFT JOIN settled s ON s.event_id = e.id LEFT JOIN missing m ON m.event_id = e.id
+                WHERE (\(scope)::bigint IS NULL OR e.id = \(scope))
+                  AND (m.n IS NOT NULL OR coalesce(a.n, 0) <> coalesce(q.n, 0) + coalesce(s.decided, 0) + coalesce(s.quarantined, 0))
+                """),
+            ("a queued or settled intent has no acceptance record (written past intake)", """
+                SELECT format('event %s: %s intents with no acceptance record: %s', event_id, count(*),
+                              array_to_string((array_agg(public_id ORDER BY intent_id))[1:\(named)], ', ') || CASE WHEN count(*) > \(named) THEN ', …' ELSE '' END)
+                FROM (SELECT id AS intent_id, public_id, event_id FROM intents
+                      UNION ALL SELECT intent_id, public_id, event_id FROM outcomes) AS rows
+                WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
+                  AND NOT EXISTS (SELECT 1 FROM acceptances a WHERE a.intent_id = rows.intent_id)
+                GROUP BY event_id
+                """),
+            ("an intent has two acceptance records", """
+                SELECT format('intent %s (id %s) is accepted %s times', min(public_id::text), intent_id, count(*))
+                FROM acceptances
+                WHERE \(scope)::bigint IS NULL OR event_id = \(scope)
+                GROUP BY intent_id HAVING count(*) > 1
+                """),
+            ("a quarantined outcome and the quarantine table disagree", """
+                SELECT format('intent %s: outcome says %s, quarantine table says %s', coalesce(o.public_id, q.public_id),
+                              coalesce(o.reason, 'no quarantine outcome'), coalesce(q.reason, 'nothing'))
+                FROM (SELECT intent_id, public_id, reason FROM outcomes
+                      WHERE reason = ANY(\(quarantineReasons)::text[]) AND (\(scope)::bigint IS NULL OR event_id = \(scope))) o
+                FULL JOIN (SELECT intent_id, public_id, reason FROM quarantine WHERE \(scope)::bigint IS NULL OR event_id = \(scope)) q
+                  ON q.intent_id = o.intent_id
+                WHERE o.intent_id IS NULL OR q.intent_id IS NULL OR o.reason <> q.reason
+                """),
+            ("an outcome's reason is not one Boxoffice gives, or is not NULL exactly when confirmed", """
+                SELECT format('intent %s: status %s, reason %s', public_id, status, coalesce(reason, 'NULL'))
+                FROM outcomes
+                WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
+                  AND ((status = 'confirmed') <> (reason IS NULL) OR status NOT IN ('confirmed', 'rejected')
+                       OR (status = 'rejected' AND reason <> ALL(\(knownReasons)::text[])))
+                """),
+            ("an exact-seat intent got seats other than those it asked for", """
+                SELECT format('intent %s asked for %s, got %s', public_id, requested_seats, seats)
+                FROM outcomes
+                WHERE status = 'confirmed' AND requested_seats IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                  AND NOT (seats @> requested_seats AND requested_seats @> seats AND cardinality(seats) = cardinality(requested_seats))
+                """),
+            ("a section request got seats outside its section", """
+                SELECT format('intent %s asked for section %s, got %s', public_id, section, seats)
+                FROM outcomes
+                WHERE status = 'confirmed' AND section IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                  AND EXISTS (SELECT 1 FROM unnest(seats) AS seat WHERE split_part(seat, '-', 1) <> section)
+                """),
+            ("an event has no inventory row", """
+                SELECT format('event %s (%s) has no inventory row', e.id, e.name)
+                FROM events e
+                WHERE (\(scope)::bigint IS NULL OR e.id = \(scope)) AND NOT EXISTS (SELECT 1 FROM inventory inv WHERE inv.event_id = e.id)
+                """),
+            ("a seat row's bitmap is not ceil(seats_per_row / 8) bytes long", """
+                SELECT format('event %s section %s row %s: %s bytes for %s seats', r.event_id, r.section, r.row_number,
+                              octet_length(r.taken), s.seats_per_row)
+                FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
+                WHERE octet_length(r.taken) <> (s.seats_per_row + 7) / 8 AND (\(scope)::bigint IS NULL OR r.event_id = \(scope))
+                """),
+            ("an Idempotency-Key's event or customer differs from its intent's", """
+                SELECT format('key %s of event %s, customer %s, points at intent %s of event %s, customer %s',
+                              k.key, k.event_id, k.customer, x.public_id, x.event_id, x.customer)
+                FROM idempotency_keys k
+                JOIN (SELECT public_id, event_id, customer FROM intents UNION ALL SELECT public_id, event_id, customer FROM outcomes) x
+                  ON x.public_id = k.public_id
+                WHERE (\(scope)::bigint IS NULL OR k.event_id = \(scope)) AND (x.event_id <> k.event_id OR x.customer <> k.customer)
+                """),
             ("an Idempotency-Key points at no intent", """
                 SELECT format('key %s of event %s points at %s, which is neither queued nor settled', k.key, k.event_id, k.public_id)
                 FROM idempotency_keys k
@@ -125,8 +265,8 @@ extension Store {
                 """),
         ]
         for (invariant, query) in checks {
-            for try await detail in try await client.query(query, logger: logger).decode(String.self) {
-                if report.violations.count < 1_000 { report.violations.append("\(invariant): \(detail)") }
+            for try await detail in try await connection.query(query, logger: logger).decode(String.self) {
+                if report.violations.count < Self.auditViolationsMax { report.violations.append("\(invariant): \(detail)") }
             }
         }
         return report

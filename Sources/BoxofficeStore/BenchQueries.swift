@@ -5,17 +5,23 @@ import PostgresNIO
 /// Statements only the benchmark runs: bulk pre-queueing, and the reference designs Boxoffice is
 /// measured against, on the same schema. Kept here so that every line of SQL stays in the Store.
 extension Store {
-    /// Queues `count` intents for `eventID` in one statement, as if they had arrived in that order.
+    /// Queues `count` intents for `eventID` in one statement, as if they had arrived in that order
+    /// (with their acceptance records, as intake writes them).
     /// `quantities` cycles (1, 2, 1, 2…); `sections` cycles too (nil = anywhere).
     public func prequeue(eventID: EventID, count: Int, quantities: [Int] = [1], sections: [String?] = [nil]) async throws {
         precondition(count >= 0 && !quantities.isEmpty && !sections.isEmpty)
         let sectionTexts = sections.map { $0 ?? "" }
         try await client.query("""
-            INSERT INTO intents (public_id, event_id, customer, quantity, section)
-            SELECT gen_random_uuid(), \(eventID), 'bench-' || g,
-                   (\(quantities)::int[])[1 + g % \(quantities.count)],
-                   NULLIF((\(sectionTexts)::text[])[1 + g % \(sectionTexts.count)], '')
-            FROM generate_series(1, \(count)) AS g
+            WITH queued AS (
+                INSERT INTO intents (public_id, event_id, customer, quantity, section)
+                SELECT gen_random_uuid(), \(eventID), 'bench-' || g,
+                       (\(quantities)::int[])[1 + g % \(quantities.count)],
+                       NULLIF((\(sectionTexts)::text[])[1 + g % \(sectionTexts.count)], '')
+                FROM generate_series(1, \(count)) AS g
+                RETURNING id, public_id, event_id, created_at
+            )
+            INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at)
+            SELECT id, public_id, event_id, created_at FROM queued
             """, logger: logger)
     }
 
@@ -90,7 +96,8 @@ extension Store {
     }
 
     /// One purchase of one ticket with `strategy`, in its own transaction; true when a ticket was sold.
-    /// Each writes an outcome row like Boxoffice does, so the comparison is like for like.
+    /// Each writes an outcome row and its acceptance record like Boxoffice does, so the comparison is
+    /// like for like (and the audit finds every outcome accepted).
     public func referencePurchase(_ strategy: ReferenceStrategy, eventID: EventID, customer: String) async throws -> Bool {
         let publicID = RandomUUID.make()
         switch strategy {
@@ -101,9 +108,13 @@ extension Store {
                     "SELECT available FROM inventory WHERE event_id = \(eventID) FOR UPDATE", logger: logger).decode(Int.self) { available = value }
                 guard available > 0 else { return false }
                 try await connection.query("""
-                    WITH sold AS (UPDATE inventory SET available = available - 1, sold = sold + 1 WHERE event_id = \(eventID) RETURNING event_id)
-                    INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
-                    SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                    WITH sold AS (UPDATE inventory SET available = available - 1, sold = sold + 1 WHERE event_id = \(eventID) RETURNING event_id),
+                    recorded AS (
+                        INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                        SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                        RETURNING intent_id, public_id, event_id, accepted_at
+                    )
+                    INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at) SELECT * FROM recorded
                     """, logger: logger)
                 return true
             }
@@ -115,10 +126,14 @@ extension Store {
                     """, logger: logger).decode(Int.self) { seat = value }
                 guard let seat else { return false }
                 try await connection.query("""
-                    WITH taken AS (UPDATE reference_seats SET sold = true WHERE event_id = \(eventID) AND seat_no = \(seat) RETURNING event_id)
-                    INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
-                    SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now()
-                    FROM taken
+                    WITH taken AS (UPDATE reference_seats SET sold = true WHERE event_id = \(eventID) AND seat_no = \(seat) RETURNING event_id),
+                    recorded AS (
+                        INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                        SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now()
+                        FROM taken
+                        RETURNING intent_id, public_id, event_id, accepted_at
+                    )
+                    INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at) SELECT * FROM recorded
                     """, logger: logger)
                 return true
             }
@@ -126,9 +141,13 @@ extension Store {
             var sold = false
             for try await _ in try await client.query("""
                 WITH sold AS (UPDATE inventory SET available = available - 1, sold = sold + 1
-                              WHERE event_id = \(eventID) AND available > 0 RETURNING event_id)
-                INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
-                SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                              WHERE event_id = \(eventID) AND available > 0 RETURNING event_id),
+                recorded AS (
+                    INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
+                    SELECT -nextval('intents_id_seq'), \(publicID), event_id, \(customer), 1, false, 'confirmed', now(), now() FROM sold
+                    RETURNING intent_id, public_id, event_id, accepted_at
+                )
+                INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at) SELECT * FROM recorded
                 RETURNING 1
                 """, logger: logger).decode(Int.self) { sold = true }
             return sold

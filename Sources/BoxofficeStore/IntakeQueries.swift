@@ -30,7 +30,9 @@ public enum IntakeResult: Sendable, Equatable {
     case accepted(UUID)
     /// The Idempotency-Key was used before with the same request: this is that intent.
     case replayed(UUID)
-    /// The Idempotency-Key was used before with a different request: refused, nothing written.
+    /// The Idempotency-Key was used before, by the same customer for the same event, with a different
+    /// request: refused, nothing written. Carries that earlier intent's id, which belongs to the same
+    /// buyer (keys are scoped per customer), for logs; the API does not reveal it.
     case keyReused(UUID)
 
     public var publicID: UUID {
@@ -52,8 +54,12 @@ extension PurchaseRequest {
         return nil
     }
 
+    /// The request a queued row holds; throws for a row intake would never have written.
     init(quantity: Int, section: String?, seats: [String]?) throws {
         if let seats {
+            guard section == nil else {
+                throw StoreError.invariantBroken("queued intent names both section \(section ?? "") and seats")
+            }
             let labels = seats.compactMap { SeatLabel(parsing: $0) }
             guard labels.count == seats.count, labels.count == quantity else {
                 throw StoreError.invariantBroken("queued intent holds unparsable seats \(seats)")
@@ -67,8 +73,10 @@ extension PurchaseRequest {
     }
 }
 
-/// Inserts a group of intents and their Idempotency-Keys in one statement, and notifies workers if asked.
-/// A key already taken makes its row skip the queue; the caller looks the key up afterwards.
+/// Inserts a group of intents, their acceptance records and their Idempotency-Keys in one statement,
+/// and notifies workers if asked. A key already taken (same event, customer and key) makes its row
+/// skip the queue and the acceptance record, so a replay accepts nothing new; the caller looks the
+/// key up afterwards. The ids returned are those of the acceptance records written.
 struct EnqueueStatement: StoreStatement {
     typealias Row = ([UUID], Int)
     static let sample = EnqueueStatement(drafts: [], notify: true)
@@ -85,8 +93,8 @@ struct EnqueueStatement: StoreStatement {
                 \(drafts.map(\.fingerprint))::text[]
             ) WITH ORDINALITY AS t(public_id, event_id, customer, quantity, section, seats, idempotency_key, fingerprint, ord)
         ), keyed AS (
-            INSERT INTO idempotency_keys (event_id, key, public_id, fingerprint)
-            SELECT event_id, idempotency_key, public_id, fingerprint FROM input WHERE idempotency_key <> ''
+            INSERT INTO idempotency_keys (event_id, customer, key, public_id, fingerprint)
+            SELECT event_id, customer, idempotency_key, public_id, fingerprint FROM input WHERE idempotency_key <> ''
             ON CONFLICT DO NOTHING
             RETURNING public_id
         ), queued AS (
@@ -95,9 +103,13 @@ struct EnqueueStatement: StoreStatement {
             FROM input
             WHERE idempotency_key = '' OR public_id IN (SELECT public_id FROM keyed)
             ORDER BY ord
+            RETURNING id, public_id, event_id, created_at
+        ), accepted AS (
+            INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at)
+            SELECT id, public_id, event_id, created_at FROM queued
             RETURNING public_id
         )
-        SELECT coalesce(array_agg(public_id), '{}'), (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM queued
+        SELECT coalesce(array_agg(public_id), '{}'), (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM accepted
         """
     }
 
@@ -105,7 +117,8 @@ struct EnqueueStatement: StoreStatement {
 }
 
 /// The common case: no intent of the group carries an Idempotency-Key, so nothing can conflict. Six
-/// arrays instead of eight, no key CTE, and a count back instead of every id.
+/// arrays instead of eight, no key CTE, and a count back instead of every id: the count of acceptance
+/// records, each written from a queued row of the same statement.
 struct EnqueueUnkeyedStatement: StoreStatement {
     typealias Row = (Int, Int)
     static let sample = EnqueueUnkeyedStatement(drafts: [], notify: true)
@@ -123,18 +136,29 @@ struct EnqueueUnkeyedStatement: StoreStatement {
                 \(drafts.map { $0.request.seatsColumn ?? "" })::text[]
             ) WITH ORDINALITY AS t(public_id, event_id, customer, quantity, section, seats, ord)
             ORDER BY ord
+            RETURNING id, public_id, event_id, created_at
+        ), accepted AS (
+            INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at)
+            SELECT id, public_id, event_id, created_at FROM queued
             RETURNING 1
         )
-        SELECT count(*)::int, (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM queued
+        SELECT count(*)::int, (SELECT count(*) FROM (SELECT pg_notify(\(Store.intentsChannel), '') WHERE \(notify)::boolean) sent)::int FROM accepted
         """
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+/// What an Idempotency-Key is unique within: one buyer's keys never meet another buyer's.
+struct IdempotencyScope: Hashable {
+    let eventID: EventID
+    let customer: String
+    let key: String
+}
+
 extension Store {
-    /// Commits a group of intents with one statement (one round trip, one fsync), honouring
-    /// Idempotency-Keys, and tells workers there is work. Results come back in the order given.
+    /// Commits a group of intents and their acceptance records with one statement (one round trip,
+    /// one fsync), honouring Idempotency-Keys per event and customer, and tells workers there is work. Results come back in the order given.
     ///
     /// Group commit is how intake keeps up with HTTP: one INSERT per request tops out far lower.
     ///
@@ -159,19 +183,21 @@ extension Store {
         let conflicted = drafts.filter { !queued.contains($0.publicID) }
         guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }
 
-        var existing: [String: (UUID, String)] = [:]
+        var existing: [IdempotencyScope: (UUID, String)] = [:]
         let keyRows = try await client.query("""
-            SELECT k.event_id, k.key, k.public_id, k.fingerprint
+            SELECT k.event_id, k.customer, k.key, k.public_id, k.fingerprint
             FROM idempotency_keys k
-            JOIN unnest(\(conflicted.map(\.eventID))::bigint[], \(conflicted.map { $0.idempotencyKey ?? "" })::text[]) AS c(event_id, key)
-              ON k.event_id = c.event_id AND k.key = c.key
+            JOIN unnest(\(conflicted.map(\.eventID))::bigint[], \(conflicted.map(\.customer))::text[],
+                        \(conflicted.map { $0.idempotencyKey ?? "" })::text[]) AS c(event_id, customer, key)
+              ON k.event_id = c.event_id AND k.customer = c.customer AND k.key = c.key
             """, logger: logger)
-        for try await (eventID, key, publicID, fingerprint) in keyRows.decode((EventID, String, UUID, String).self) {
-            existing["\(eventID)/\(key)"] = (publicID, fingerprint)
+        for try await (eventID, customer, key, publicID, fingerprint) in keyRows.decode((EventID, String, String, UUID, String).self) {
+            existing[IdempotencyScope(eventID: eventID, customer: customer, key: key)] = (publicID, fingerprint)
         }
         return try drafts.map { draft in
             if queued.contains(draft.publicID) { return .accepted(draft.publicID) }
-            guard let key = draft.idempotencyKey, let (publicID, fingerprint) = existing["\(draft.eventID)/\(key)"] else {
+            guard let key = draft.idempotencyKey,
+                  let (publicID, fingerprint) = existing[IdempotencyScope(eventID: draft.eventID, customer: draft.customer, key: key)] else {
                 throw StoreError.invariantBroken("intent \(draft.publicID) was neither queued nor matched an idempotency key")
             }
             return fingerprint == draft.fingerprint ? .replayed(publicID) : .keyReused(publicID)

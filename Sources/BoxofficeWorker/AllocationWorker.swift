@@ -33,6 +33,23 @@ public final class AllocationWorker: Service, Sendable {
         public var listen = true
         /// Upper bound of the back-off after a failed batch (the database down, a timeout).
         public var errorBackoffMax: Duration = .seconds(5)
+        /// Failures of one event's batch, in a row, at one claim size before that event's claims are
+        /// halved (down to 1); at a claim size of 1, before the one intent claimed is quarantined. Only
+        /// failures the batch may cause itself count (``BatchFailure/mayBeTheBatch``: data errors,
+        /// statement timeouts); a database that is away is backed off, never quarantined for.
+        /// From 512, a batch that always fails takes 2 × 10 failures to shrink to 1 and 2 more to
+        /// quarantine its intent.
+        public var failuresPerClaimSize = 2
+        /// Pause after such a failure before the retry: the database answered, so no growing back-off.
+        public var faultRetryPause: Duration = .milliseconds(50)
+        /// Events whose claims this worker keeps shrunk at once; past it the oldest strain is forgotten
+        /// (that event starts again from full claims).
+        public var strainedEventsMax = 1_000
+        /// Intents of one event this worker quarantines, at most, while it runs. So many intents failing
+        /// even alone point at the event (say, its inventory row refusing every sale), not at its intents:
+        /// past the bound its failures are backed off like a database that is away, and logged as errors,
+        /// instead of rejecting its buyers one by one.
+        public var quarantinesPerEventMax = 16
 
         public init() {}
     }
@@ -45,6 +62,8 @@ public final class AllocationWorker: Service, Sendable {
         public var rejected = 0
         public var ticketsSold = 0
         public var failedBatches = 0
+        /// Intents set aside: invalid rows rejected at claim time, and intents quarantined alone.
+        public var quarantined = 0
         /// Wall time of each settled batch (claim to commit), microseconds.
         public var batchMicroseconds = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
@@ -57,6 +76,8 @@ public final class AllocationWorker: Service, Sendable {
 
     public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
+        precondition(configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
+                     "strain bounds out of range")
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -75,21 +96,35 @@ public final class AllocationWorker: Service, Sendable {
         let totals = self.totals
         logger.info("worker stopped", metadata: [
             "batches": "\(totals.batches)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
-            "rejected": "\(totals.rejected)", "tickets_sold": "\(totals.ticketsSold)",
+            "rejected": "\(totals.rejected)", "quarantined": "\(totals.quarantined)", "tickets_sold": "\(totals.ticketsSold)",
             "batch_p50_us": "\(totals.batchMicroseconds.valueAtPercentile(50))",
             "batch_p99_us": "\(totals.batchMicroseconds.valueAtPercentile(99))",
             "batch_max_us": "\(totals.batchMicroseconds.max)",
         ])
     }
 
+    /// An event whose batches failed in a way the batch itself may cause: its claims are shrunk until a
+    /// batch settles past every intent the first failing batch had claimed.
+    struct Strain {
+        var claimSizeMax: Int
+        var failuresAtSize = 0
+        /// The largest intent id claimed by a failing batch: the culprit is at or below it.
+        var suspectIntentIDMax: Int64
+        let since: ContinuousClock.Instant
+    }
+
     /// The loop. Never cancelled in the middle of a batch by a graceful shutdown: only the idle wait is.
     func allocateUntilShutdown() async {
         var backoff = Duration.milliseconds(50)
         var lastBatch = ContinuousClock.now - configuration.hotPeriod
+        var strains: [EventID: Strain] = [:]
+        // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
+        var quarantinesByEvent: [EventID: Int] = [:]
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
-                let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax) { inventory, batch in
+                let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax,
+                                                               claimSizeMaxByEvent: strains.mapValues(\.claimSizeMax)) { inventory, batch in
                     Allocator.allocate(batch, from: &inventory)
                 }
                 backoff = .milliseconds(50)
@@ -109,7 +144,22 @@ public final class AllocationWorker: Service, Sendable {
                     totals.intents += report.intents
                     totals.confirmed += report.confirmed
                     totals.rejected += report.rejected
+                    totals.quarantined += report.quarantined
                     totals.ticketsSold += report.ticketsSold
+                }
+                if report.quarantined > 0 {
+                    logger.warning("rejected queued rows that make no request (invalid_request); see the quarantine table", metadata: [
+                        "event": "\(report.eventID)", "quarantined": "\(report.quarantined)",
+                    ])
+                }
+                if var strain = strains[report.eventID] {
+                    if report.intentIDMax >= strain.suspectIntentIDMax {
+                        strains[report.eventID] = nil
+                        logger.info("event's claims back to full size: the failing batch has been worked through", metadata: ["event": "\(report.eventID)"])
+                    } else {
+                        strain.failuresAtSize = 0
+                        strains[report.eventID] = strain
+                    }
                 }
                 logger.debug("settled batch", metadata: [
                     "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
@@ -117,16 +167,82 @@ public final class AllocationWorker: Service, Sendable {
                 ])
                 // After the batch is timed: the pause is not part of the batch.
                 if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
+            } catch let failure as BatchFailure
+                        where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax {
+                totalsState.withLock { $0.failedBatches += 1 }
+                if await strain(failure, in: &strains) {
+                    quarantinesByEvent[failure.eventID, default: 0] += 1
+                    if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
+                        logger.error("quarantine bound reached for the event: its failing batches are now backed off, not split; check the event's inventory and seat rows", metadata: [
+                            "event": "\(failure.eventID)", "quarantined": "\(configuration.quarantinesPerEventMax)",
+                        ])
+                    }
+                    if quarantinesByEvent.count > configuration.strainedEventsMax,
+                       let least = quarantinesByEvent.min(by: { $0.value < $1.value })?.key {
+                        quarantinesByEvent[least] = nil
+                    }
+                }
+                let pause = configuration.faultRetryPause
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch {
                 totalsState.withLock { $0.failedBatches += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
-                    "error": "\(describeDatabaseError(error))", "retry_in": "\(backoff)",
+                    "error": "\((error as? BatchFailure).map { describeDatabaseError($0.underlying) } ?? describeDatabaseError(error))",
+                    "retry_in": "\(backoff)",
                 ])
                 let pause = backoff
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
                 backoff = min(backoff * 2, configuration.errorBackoffMax)
             }
         }
+    }
+
+    /// Counts a failure the batch may have caused: after ``Configuration/failuresPerClaimSize`` in a
+    /// row, halves the event's claims; at a claim of one intent, quarantines it (its own transaction),
+    /// so the event's other intents are decided instead of the same batch failing forever. After a
+    /// quarantine the event's claims are full size again. Returns true when it quarantined an intent.
+    func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async -> Bool {
+        let claimedMax = failure.suspectIntentIDs.max() ?? 0
+        var strain = strains[failure.eventID]
+            ?? Strain(claimSizeMax: min(configuration.batchSizeMax, failure.suspectIntentIDs.count), suspectIntentIDMax: claimedMax, since: .now)
+        strain.suspectIntentIDMax = max(strain.suspectIntentIDMax, claimedMax)
+        strain.failuresAtSize += 1
+        let error = describeDatabaseError(failure.underlying)
+        logger.warning("batch failed and was rolled back; it may be the batch's own doing, so its claims will shrink if it fails again", metadata: [
+            "event": "\(failure.eventID)", "intents": "\(failure.suspectIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
+            "error": "\(error)",
+        ])
+        if strain.failuresAtSize >= configuration.failuresPerClaimSize {
+            strain.failuresAtSize = 0
+            if strain.claimSizeMax > 1 {
+                strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.suspectIntentIDs.count) / 2)
+                logger.warning("halving the event's claims after repeated failures", metadata: [
+                    "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
+                ])
+            } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
+                do {
+                    if try await store.quarantine(intentID: intentID, eventID: failure.eventID, error: error) {
+                        // The culprit is out: full claims again (another culprit in the batch starts its own ladder).
+                        strains[failure.eventID] = nil
+                        totalsState.withLock { $0.quarantined += 1 }
+                        logger.error("quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table", metadata: [
+                            "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(error)",
+                        ])
+                        return true
+                    }
+                } catch {
+                    logger.warning("could not quarantine the intent; will try again", metadata: [
+                        "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(describeDatabaseError(error))",
+                    ])
+                }
+            }
+        }
+        strains[failure.eventID] = strain
+        if strains.count > configuration.strainedEventsMax,
+           let oldest = strains.min(by: { $0.value.since < $1.value.since })?.key {
+            strains[oldest] = nil
+        }
+        return false
     }
 
     private func linger() async {

@@ -142,7 +142,7 @@ struct AllocatorPropertyTests {
             }
         }
         if Property.replaySeed == nil {
-            for reason in RejectionReason.allCases {
+            for reason in RejectionReason.allocatorReasons {
                 #expect(refusals[reason, default: 0] >= 50, "generator produced only \(refusals[reason, default: 0]) \(reason) refusals")
             }
         }

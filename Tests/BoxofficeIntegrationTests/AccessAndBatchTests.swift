@@ -85,7 +85,7 @@ extension IntegrationTests {
                      {"customer": "c", "quantity": 1, "colour": "red"},
                      {"customer": "a", "quantity": 2, "idempotency_key": "k-1"},
                      {"customer": "d", "quantity": 1},
-                     {"customer": "e", "quantity": 3, "idempotency_key": "k-1"},
+                     {"customer": "a", "quantity": 3, "idempotency_key": "k-1"},
                      {"customer": "f", "quantity": 1, "idempotency_key": " "},
                      7]
                     """

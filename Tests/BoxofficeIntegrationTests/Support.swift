@@ -32,8 +32,8 @@ enum TestCluster {
 
     static let counter = Atomic<Int>(0)
 
-    /// A fresh, migrated database for one test.
-    static func freshDatabase() async throws -> DatabaseConfiguration {
+    /// A fresh database with no tables yet, for one test (migration tests apply what they need).
+    static func emptyDatabase() async throws -> DatabaseConfiguration {
         let handle = try handle.get()
         let name = "t_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)_\(UInt32.random(in: 0...UInt32.max))"
         try await withStore(handle.base) { store in
@@ -42,6 +42,12 @@ enum TestCluster {
         var configuration = handle.base
         configuration.database = name
         configuration.connectionsMax = 32
+        return configuration
+    }
+
+    /// A fresh, migrated database for one test.
+    static func freshDatabase() async throws -> DatabaseConfiguration {
+        let configuration = try await emptyDatabase()
         try await withStore(configuration) { store in
             try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
         }
