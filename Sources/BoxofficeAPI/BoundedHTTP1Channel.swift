@@ -1,4 +1,7 @@
 import HummingbirdCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -28,6 +31,9 @@ struct BoundedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             decoderLimits.maxHeaderFieldSize = limits.headerBytesMax
             decoderLimits.maxHeaderListSize = limits.headerBytesMax
             decoderLimits.maxHeaderFieldCount = limits.headerFieldsMax
+            // No pipelining assistance, as Hummingbird's own channel: NIO's HTTPServerPipelineHandler traps
+            // on a response it did not see a request for (the 408/431/400 written below). Pipelined
+            // requests are bounded by NIOAsyncChannel's back-pressure and tracked in ClientDeadlines.
             try sync.configureHTTPServerPipeline(
                 withPipeliningAssistance: false,
                 withErrorHandling: false,
@@ -61,6 +67,12 @@ final class InboundBytesWatch: ChannelInboundHandler, RemovableChannelHandler {
     init(deadlines: ClientDeadlines) { self.deadlines = deadlines }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // After a request asking to switch protocols the HTTP decoder stops parsing and would keep
+        // whatever follows, unbounded: the API speaks no other protocol, so more bytes end the connection.
+        if deadlines.upgradeRequested {
+            context.close(promise: nil)
+            return
+        }
         deadlines.bytesArrived()
         context.fireChannelRead(data)
     }
@@ -92,11 +104,26 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     private var phase = Phase.idle
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
-    private var keepAlive = true
-    private var http10 = false
-    private var requestEnded = false
+    /// Requests whose head has arrived and whose response has not been written yet, oldest first:
+    /// more than one only when a client pipelines (bounded by NIOAsyncChannel's back-pressure).
+    private var pending: [Pending] = []
+    /// Whether the response to the oldest pending request has started.
     private var responseStarted = false
     private var closing = false
+    /// A request asked to switch protocols (`Upgrade`, or `CONNECT`): answered, then closed.
+    private(set) var upgradeRequested = false
+    /// Armed while the socket cannot take more output: a client that stops reading its answers is
+    /// dropped after ``ClientLimits/bodyReadTimeout`` instead of holding its connection forever.
+    private var sendStall: Scheduled<Void>?
+
+    struct Pending {
+        var keepAlive: Bool
+        var http10: Bool
+        /// Its body has been read to the end.
+        var ended = false
+        /// Its response has been written to the end.
+        var answered = false
+    }
 
     init(limits: ClientLimits, counters: ClientLimitCounters) {
         self.limits = limits
@@ -111,13 +138,36 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        sendStall?.cancel()
+        sendStall = nil
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        sendStall?.cancel()
+        sendStall = nil
         context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            sendStall?.cancel()
+            sendStall = nil
+        } else if sendStall == nil {
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            let counters = self.counters
+            sendStall = context.eventLoop.scheduleTask(in: TimeAmount(limits.bodyReadTimeout)) {
+                counters.sendStalls.add()
+                // Aborted (RST), not closed: the answers already in the kernel's send buffer are dropped
+                // with the socket instead of waiting there for a client that does not read.
+                let channel = loopBound.value.channel
+                guard let socket = channel as? any SocketOptionProvider else { return channel.close(promise: nil) }
+                socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+            }
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     /// Called by ``InboundBytesWatch`` for every read, before the decoder sees the bytes.
@@ -125,39 +175,74 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         if phase == .idle { enter(.readingHead) }
     }
 
+    /// The phase the oldest pending request puts the connection in (idle when none is pending): its
+    /// body still arriving (even after an early answer) has the body deadline; a complete request is
+    /// the route's to bound.
+    private var currentPhase: Phase {
+        guard let oldest = pending.first else { return .idle }
+        return oldest.ended ? .handling : .readingBody
+    }
+
+    /// Drops requests that are read and answered, and moves to the phase the rest put the connection
+    /// in; a phase that does not change keeps its running deadline.
+    private func settle() {
+        pending.removeAll { $0.ended && $0.answered }
+        let next = currentPhase
+        if next != phase || next == .idle { enter(next) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            keepAlive = head.isKeepAlive
-            http10 = head.version == .http1_0
-            requestEnded = false
-            responseStarted = false
-            enter(.readingBody)
+            var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0)
+            if head.method == .CONNECT || head.headers.contains(name: "upgrade") {
+                upgradeRequested = true
+                request.keepAlive = false
+            }
+            pending.append(request)
+            // A pipelined head changes nothing until the requests before it are answered.
+            if pending.count == 1 {
+                responseStarted = false
+                enter(.readingBody)
+            }
         case .body:
             break
         case .end:
-            requestEnded = true
-            // A response already written (an early 413, say) leaves the connection idle; otherwise
-            // the route is at work and bounds its own waits.
-            enter(phase == .readingBody && responseStarted ? .idle : .handling)
+            // Bodies arrive in request order: this ends the first request still being read.
+            if let index = pending.firstIndex(where: { !$0.ended }) { pending[index].ended = true }
+            settle()
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        // Responses are written in request order: they answer the first request not yet answered.
+        let index = pending.firstIndex { !$0.answered }
         switch unwrapOutboundIn(data) {
         case .head(var head):
             responseStarted = true
-            if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) { keepAlive = false }
-            if !head.headers.contains(name: "connection") {
-                // HTTP/1.0 closes unless told otherwise, so a kept-alive 1.0 connection is confirmed aloud.
-                if !keepAlive { head.headers.add(name: "connection", value: "close") } else if http10 { head.headers.add(name: "connection", value: "keep-alive") }
+            if let index {
+                if head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "close" }) { pending[index].keepAlive = false }
+                if !head.headers.contains(name: "connection") {
+                    // HTTP/1.0 closes unless told otherwise, so a kept-alive 1.0 connection is confirmed aloud.
+                    if !pending[index].keepAlive {
+                        head.headers.add(name: "connection", value: "close")
+                    } else if pending[index].http10 {
+                        head.headers.add(name: "connection", value: "keep-alive")
+                    }
+                }
             }
             context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .body:
             context.write(data, promise: promise)
         case .end:
-            if !keepAlive {
+            responseStarted = false
+            guard let index else {
+                context.write(data, promise: promise)
+                return
+            }
+            pending[index].answered = true
+            if !pending[index].keepAlive {
                 timer?.cancel()
                 timer = nil
                 let written = promise ?? context.eventLoop.makePromise()
@@ -166,15 +251,14 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             context.write(data, promise: promise)
-            // The body may still be arriving after an early answer: its deadline keeps running.
-            if requestEnded { enter(.idle) }
+            settle()
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A parse failure with no request in progress is ours to answer, with the API's JSON body;
         // inside a request Hummingbird's handler owns the response, so it gets the error.
-        guard let parserError = error as? HTTPParserError, phase == .idle || phase == .readingHead else {
+        guard let parserError = error as? HTTPParserError, pending.isEmpty, phase == .idle || phase == .readingHead else {
             context.fireErrorCaught(error)
             return
         }
@@ -245,7 +329,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     private func bodyExpired() {
         counters.bodyTimeouts.add()
         guard let context else { return }
-        if responseStarted {
+        // An answer already on its way (or written, before the body ended) cannot be followed by a 408.
+        if responseStarted || pending.first?.answered == true {
             closing = true
             context.close(promise: nil)
             return

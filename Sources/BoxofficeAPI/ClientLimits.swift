@@ -23,7 +23,8 @@ public struct ClientLimits: Sendable, Equatable {
     /// From the first byte of a request to the end of its head; past it `408` and close (slowloris).
     public var headReadTimeout: Duration = .seconds(10)
     /// From the end of a request's head to the end of its body; past it `408` and close (slow bodies,
-    /// bodies announced but never sent).
+    /// bodies announced but never sent). Also how long an answer may wait for a client that has
+    /// stopped reading (the socket's buffers full) before the connection is closed.
     public var bodyReadTimeout: Duration = .seconds(10)
 
     public init() {}
@@ -39,6 +40,8 @@ public final class ClientLimitCounters: Sendable {
     let headTooLarge = ManagedCounter()
     let open = ManagedCounter()
     let capReached = ManagedCounter()
+    /// Connections closed because the client stopped reading its answers.
+    let sendStalls = ManagedCounter()
     /// Times memory was handed back to the system after connections closed (``MemoryTrimmer``).
     let trims = ManagedCounter()
 
@@ -49,7 +52,7 @@ public final class ClientLimitCounters: Sendable {
         [
             "open": open.value, "idle_closed": idleClosed.value, "head_timeouts": headTimeouts.value,
             "body_timeouts": bodyTimeouts.value, "malformed": malformed.value, "head_too_large": headTooLarge.value,
-            "cap_reached": capReached.value, "memory_trims": trims.value,
+            "cap_reached": capReached.value, "send_stalls": sendStalls.value, "memory_trims": trims.value,
         ]
     }
 }

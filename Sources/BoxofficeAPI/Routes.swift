@@ -282,8 +282,6 @@ struct Routes: Sendable {
     static let intentFields: Set<String> = ["customer", "quantity", "section", "seats"]
 
     func enqueue(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        // Stamped on arrival: reading the body and finding the event count against the same bound.
-        let deadline = requestDeadline()
         try configuration.access.authorize(request, as: .producer)
         let id = try eventID(context)
         let key = try request.headers[HTTPField.Name("Idempotency-Key")!].map { raw throws(APIError) in
@@ -292,6 +290,9 @@ struct Routes: Sendable {
                                name: "Idempotency-Key")
         }
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
+        // Stamped once the body is in (reading it has its own deadline): finding the event and the
+        // group commit share this one bound.
+        let deadline = requestDeadline()
         guard let layout = try await layout(of: id, deadline: deadline) else { throw eventNotFound(id) }
         let draft = try intentDraft(body, eventID: id, layout: layout, idempotencyKey: key)
         let result: IntakeResult
@@ -318,7 +319,6 @@ struct Routes: Sendable {
     /// with one statement (one fsync). Each item succeeds or fails on its own; a malformed body, an
     /// unknown event or too many items refuse the whole request and write nothing.
     func enqueueBatch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let deadline = requestDeadline()
         try configuration.access.authorize(request, as: .producer)
         let id = try eventID(context)
         // A slot before the body is read: at most bulkRequestsMax bodies are buffered at once.
@@ -328,6 +328,7 @@ struct Routes: Sendable {
         defer { bulkSlots.release() }
         let items = try batchItems(try await collectBody(request, bytesMax: configuration.batchBodyBytesMax),
                                    ndjson: request.headers[.contentType]?.lowercased().hasPrefix("application/x-ndjson") ?? false)
+        let deadline = requestDeadline()
         guard let layout = try await layout(of: id, deadline: deadline) else { throw eventNotFound(id) }
 
         var results: [BatchItemBody?] = Array(repeating: nil, count: items.count)

@@ -498,8 +498,23 @@ extension IntegrationTests.HostileClientTests {
             let delete = await rawExchange(port: port, bytes("DELETE /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), timeout: 5)
             #expect(delete.response.hasPrefix("HTTP/1.1 405") && delete.response.lowercased().contains("allow: get, head"), "\(delete.response)")
 
+            // A request that asks to switch protocols is answered and its connection closed; bytes sent
+            // after it (which the HTTP decoder would otherwise keep, unbounded) end the connection at once.
+            let upgrade = await rawExchange(
+                port: port, bytes("GET /health HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n" + String(repeating: "z", count: 100_000)),
+                timeout: 5)
+            #expect(upgrade.closedByServer && upgrade.seconds < 0.9, "\(upgrade.response.prefix(300))")
+
+            // A client that pipelines requests and never reads the answers is dropped once its socket
+            // has been full for the send timeout (the body timeout, 1 s here).
+            let stalled = try await Self.hostileClient([
+                "--port", "\(port)", "--no-read", "4", "--path", "/openapi.json", "--duration", "6", "--ramp", "0",
+            ])
+            #expect(stalled["no-read"]?["closed_by_server"] == 4, "\(stalled)")
+
             #expect(target.isAlive)
             #expect(await target.process.terminateAll() == [0])
+            #expect((target.shutdownCounters["send_stalls"] ?? 0) >= 4, "\(target.shutdownCounters)")
         }
     }
 
