@@ -52,6 +52,12 @@ public struct BatchFailure: Error, CustomStringConvertible {
         return Self.mayBeTheBatch(underlying)
     }
 
+    /// The batch was cut off by the server's `statement_timeout` (57014): its own doing, or a stalled
+    /// database; the worker waits longer before it blames a lone intent for it.
+    public var isStatementTimeout: Bool {
+        (underlying as? PSQLError)?.serverInfo?[.sqlState] == "57014"
+    }
+
     static func mayBeTheBatch(_ error: any Error) -> Bool {
         switch error {
         case let error as StoreError:

@@ -50,6 +50,11 @@ public final class AllocationWorker: Service, Sendable {
         /// past the bound its failures are backed off like a database that is away, and logged as errors,
         /// instead of rejecting its buyers one by one.
         public var quarantinesPerEventMax = 16
+        /// A lone intent whose failures are statement timeouts is quarantined only once its event has
+        /// been failing this long: a timeout may be the database stalling (I/O, a lock elsewhere), not
+        /// the intent, and a healthy buyer must not be rejected for a minute of trouble. Data errors,
+        /// which a healthy intent never causes, need no such wait.
+        public var timeoutQuarantineAfter: Duration = .seconds(120)
 
         public init() {}
     }
@@ -218,6 +223,11 @@ public final class AllocationWorker: Service, Sendable {
                 strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.suspectIntentIDs.count) / 2)
                 logger.warning("halving the event's claims after repeated failures", metadata: [
                     "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
+                ])
+            } else if failure.isStatementTimeout, ContinuousClock.now - strain.since < configuration.timeoutQuarantineAfter {
+                logger.warning("a lone intent keeps timing out; waiting to see the stall last before quarantining it", metadata: [
+                    "event": "\(failure.eventID)", "failing_for": "\(ContinuousClock.now - strain.since)",
+                    "quarantine_after": "\(configuration.timeoutQuarantineAfter)",
                 ])
             } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
                 do {

@@ -175,6 +175,9 @@ extension IntegrationTests {
                 #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: division).mayBeTheBatch)
                 let timeout = try #require(await serverError("SELECT pg_sleep(5)"))
                 #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: timeout).mayBeTheBatch)
+                // A timeout may be a stalled database: the worker waits before it quarantines a lone intent for one.
+                #expect(BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: timeout).isStatementTimeout)
+                #expect(!BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: division).isStatementTimeout)
                 let terminated = try #require(await serverError("SELECT pg_terminate_backend(pg_backend_pid())"))
                 #expect(!BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: terminated).mayBeTheBatch)
                 #expect(!BatchFailure(eventID: 1, suspectIntentIDs: claimed, underlying: StoreError.connectionLost).mayBeTheBatch)

@@ -34,10 +34,6 @@ CREATE TABLE quarantine (
     quarantined_at  timestamptz NOT NULL
 );
 
--- What an exact-seat intent asked for (its `seats`, which the queue row held): verify checks the
--- confirmed seats against it. NULL for quantity requests and for outcomes settled before 0003.
-ALTER TABLE outcomes ADD COLUMN requested_seats text[];
-
 -- Idempotency-Keys are scoped per event and buyer: one buyer's key never meets another buyer's.
 -- The customer of existing keys is their intent's; failing that, the fingerprint's first field.
 ALTER TABLE idempotency_keys ADD COLUMN customer text;
@@ -48,3 +44,9 @@ SET customer = coalesce((SELECT i.customer FROM intents i WHERE i.public_id = k.
 ALTER TABLE idempotency_keys ALTER COLUMN customer SET NOT NULL;
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_pkey;
 ALTER TABLE idempotency_keys ADD PRIMARY KEY (event_id, customer, key);
+
+-- Last, so the ACCESS EXCLUSIVE lock it takes on outcomes (status reads and settles wait on it) is
+-- held only from here to the commit, not through the backfills above.
+-- What an exact-seat intent asked for (its `seats`, which the queue row held): verify checks the
+-- confirmed seats against it. NULL for quantity requests and for outcomes settled before 0003.
+ALTER TABLE outcomes ADD COLUMN requested_seats text[];
