@@ -25,9 +25,10 @@ public struct APIConfiguration: Sendable {
     /// Most intents in one bulk intake request (413 above); counted while parsing, so a body of a
     /// million tiny items is refused at item 1,001, not after building all of them.
     public var batchItemsMax = 1_000
-    /// Bulk intake requests in progress at once per process (each may buffer up to ``batchBodyBytesMax``);
-    /// past it `503 overloaded` before the body is read.
-    public var bulkRequestsMax = 4
+    /// Bulk intake requests in progress at once per process (each may buffer up to ``batchBodyBytesMax``
+    /// and ``batchItemsMax`` parsed items, about 2 MiB together); past it `503 overloaded` before the
+    /// body is read. Sixteen hold at most ~32 MiB, and leave room for the benchmark's 8 producers.
+    public var bulkRequestsMax = 16
     /// Longest a request waits on the database (a lease, a statement) before answering 503: a
     /// database that is down or stuck never holds a client past this.
     public var databaseWaitMilliseconds = 5_000
