@@ -196,7 +196,13 @@ public final class IntakeBatcher: Service, Sendable {
                 state.withLock { $0.health = .healthy }
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
-                state.withLock { $0.health = .failing(until: .now + configuration.failFastPeriod) }
+                // Requests still waiting would meet the same database: they are answered now, not at their deadlines.
+                let stranded = state.withLock { state in
+                    state.health = .failing(until: .now + configuration.failFastPeriod)
+                    defer { state.waiting.removeAll() }
+                    return state.waiting
+                }
+                for waiting in stranded { waiting.continuation.resume(throwing: BatcherError.databaseFailing) }
                 failures.log(.warning, key: "intake group failed", "intake group failed; answering 503 at once for \(configuration.failFastPeriod)", metadata: [
                     "intents": "\(group.count)", "error": "\(describeDatabaseError(error))",
                 ])
