@@ -148,6 +148,9 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
     @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
     @Option(help: "Milliseconds to let a batch fill after a small one (fewer than 64 intents) before claiming again: fewer, larger transactions while intake trickles in; 0 claims at once.") var lingerMilliseconds = 5
+    @Option(help: "Failures in a row of an event's batch, at one claim size, before its claims are halved (down to 1) and, at 1, before that intent is quarantined. Only failures the batch may cause count (data errors, statement timeouts).") var quarantineFailures = AllocationWorker.Configuration().failuresPerClaimSize
+    @Option(help: "Seconds an event must have been failing before a lone intent is quarantined for statement timeouts (a stalled database must not reject a healthy buyer).") var quarantineTimeoutSeconds = Int(AllocationWorker.Configuration().timeoutQuarantineAfter.components.seconds)
+    @Option(help: "Intents of one event this worker quarantines at most; past it the event's failures are backed off and logged as errors.") var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
     @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Option(help: .hidden) var parentPid: Int32?
     @OptionGroup var database: DatabaseOptions
@@ -157,6 +160,9 @@ struct Work: AsyncParsableCommand {
         guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...100000") }
         guard (1...60_000).contains(pollMilliseconds) else { throw ValidationError("--poll-milliseconds must be 1...60000") }
         guard (0...1_000).contains(lingerMilliseconds) else { throw ValidationError("--linger-milliseconds must be 0...1000") }
+        guard (1...100).contains(quarantineFailures) else { throw ValidationError("--quarantine-failures must be 1...100") }
+        guard (0...86_400).contains(quarantineTimeoutSeconds) else { throw ValidationError("--quarantine-timeout-seconds must be 0...86400") }
+        guard (0...100_000).contains(quarantinesPerEventMax) else { throw ValidationError("--quarantines-per-event-max must be 0...100000") }
     }
 
     func run() async throws {
@@ -171,6 +177,9 @@ struct Work: AsyncParsableCommand {
         configuration.batchSizeMax = batchSize
         configuration.pollInterval = .milliseconds(pollMilliseconds)
         configuration.linger = .milliseconds(lingerMilliseconds)
+        configuration.failuresPerClaimSize = quarantineFailures
+        configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
+        configuration.quarantinesPerEventMax = quarantinesPerEventMax
         configuration.listen = !noListen
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger)
         var services: [any Service] = [StoreService(store: store), worker]
