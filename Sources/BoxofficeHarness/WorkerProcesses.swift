@@ -8,6 +8,10 @@ public final class WorkerProcesses: @unchecked Sendable {
     private let lock = NSLock()
     private var processes: [Process] = []
     private var spawned = 0
+    /// When each running child was started, by process id.
+    private var spawnTimes: [Int32: ContinuousClock.Instant] = [:]
+    /// How long a child is given after its start before ``terminateAll(timeout:)`` signals it.
+    public static let startupGrace: Duration = .seconds(1)
     let executable: URL
     let environment: [String: String]
     let arguments: [String]
@@ -66,6 +70,7 @@ public final class WorkerProcesses: @unchecked Sendable {
                 }
                 try process.run()
                 processes.append(process)
+                spawnTimes[process.processIdentifier] = .now
             }
         }
     }
@@ -134,7 +139,12 @@ public final class WorkerProcesses: @unchecked Sendable {
 
     /// SIGKILLs the worker at `index` (a crash at an arbitrary instant) and forgets it.
     public func kill(at index: Int) {
-        let process: Process? = lock.withLock { processes.indices.contains(index) ? processes.remove(at: index) : nil }
+        let process: Process? = lock.withLock {
+            guard processes.indices.contains(index) else { return nil }
+            let process = processes.remove(at: index)
+            spawnTimes[process.processIdentifier] = nil
+            return process
+        }
         guard let process else { return }
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
@@ -148,6 +158,14 @@ public final class WorkerProcesses: @unchecked Sendable {
             defer { processes.removeAll() }
             return processes
         }
+        // A child SIGTERMed in its first moments, before its service group has installed the signal
+        // handler, dies of the signal (exit 15) instead of shutting down: harmless (it holds nothing
+        // yet), but not the clean exit callers check for. Give young children time to get there.
+        let youngest = lock.withLock { spawnTimes.values.max() }
+        if let youngest, ContinuousClock.now - youngest < Self.startupGrace {
+            try? await Task.sleep(until: youngest + Self.startupGrace)
+        }
+        lock.withLock { spawnTimes.removeAll() }
         for process in all where process.isRunning { process.terminate() }
         let deadline = ContinuousClock.now + timeout
         var codes: [Int32] = []

@@ -53,6 +53,17 @@ extension IntegrationTests {
             }
         }
 
+        @Test("Workers told to stop the moment they start (the chaos loop's last replacements) still exit 0")
+        func stopRightAfterSpawn() async throws {
+            let database = try await TestCluster.freshDatabase()
+            for _ in 0..<3 {
+                let workers = workerProcesses(database, batchSize: 16)
+                try workers.spawn(2)
+                let codes = await workers.terminateAll()
+                #expect(codes == [0, 0], "a worker SIGTERMed right after its start: \(codes)\n\(workerLogTail())")
+            }
+        }
+
         @Test("Database restart mid-drain: workers back off, reconnect and finish; nothing lost or settled twice",
               .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
         func databaseRestart() async throws {
