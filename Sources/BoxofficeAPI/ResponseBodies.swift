@@ -1,0 +1,133 @@
+import BoxofficeCore
+import BoxofficeStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+
+struct EventBody: Encodable {
+    struct Section: Encodable {
+        let name: String
+        let rows: Int
+        let seatsPerRow: Int
+        enum CodingKeys: String, CodingKey { case name, rows, seatsPerRow = "seats_per_row" }
+    }
+
+    let id: EventID
+    let name: String
+    let kind: String
+    let capacity: Int
+    let sold: Int
+    let available: Int
+    let pending: Int
+    let sections: [Section]?
+
+    init(_ summary: EventSummary) {
+        id = summary.id
+        name = summary.name
+        capacity = summary.capacity
+        sold = summary.sold
+        available = summary.available
+        pending = summary.pending
+        switch summary.layout {
+        case .generalAdmission:
+            kind = "general_admission"
+            sections = nil
+        case .seatMap(let layout):
+            kind = "seat_map"
+            sections = layout.map { Section(name: $0.name, rows: $0.rows, seatsPerRow: $0.seatsPerRow) }
+        }
+    }
+}
+
+/// The 202 body of an accepted intent.
+struct AcceptedBody {
+    let id: UUID
+
+    func response(headers: HTTPFields) -> Response {
+        JSONWriter.response(status: .accepted, headers: headers) { json in
+            json.object { json in
+                json.field("id", id)
+                json.field("status", "pending")
+                json.field("status_url", prefix: "/intents/", id)
+            }
+        }
+    }
+}
+
+/// One item of a bulk intake answer: the intent it became, or why it was refused.
+struct BatchItemBody {
+    let index: Int
+    var id: UUID?
+    var replayed: Bool?
+    var error: APIError?
+
+    init(index: Int, accepted publicID: UUID, replayed: Bool) {
+        self.index = index
+        id = publicID
+        self.replayed = replayed
+    }
+
+    init(index: Int, refused error: APIError) {
+        self.index = index
+        self.error = error
+    }
+
+    func write(to json: inout JSONWriter) {
+        json.object { json in
+            json.field("error", error?.code)
+            json.field("id", id)
+            json.field("index", index)
+            json.field("message", error?.message)
+            json.field("replayed", replayed)
+            if let id {
+                json.field("status", "pending")
+                json.field("status_url", prefix: "/intents/", id)
+            }
+        }
+    }
+}
+
+struct BatchBody {
+    let accepted: Int
+    let rejected: Int
+    let results: [BatchItemBody]
+
+    func response() -> Response {
+        JSONWriter.response { json in
+            json.object { json in
+                json.field("accepted", accepted)
+                json.field("rejected", rejected)
+                json.key("results")
+                json.array(results) { json, item in item.write(to: &json) }
+            }
+        }
+    }
+}
+
+/// An intent's status: pending (with its place in the queue), confirmed (with seats) or rejected.
+struct StatusBody {
+    let status: IntentStatus
+
+    init(_ status: IntentStatus) { self.status = status }
+
+    func response(headers: HTTPFields = [:]) -> Response {
+        let (state, seats, reason, queuePosition): (String, [String], String?, Int?) = switch status.state {
+        case .pending(let ahead): ("pending", [], nil, ahead + 1)
+        case .decided(.confirmed(_, let labels)): ("confirmed", labels.map(\.description), nil, nil)
+        case .decided(.rejected(let why)): ("rejected", [], why.rawValue, nil)
+        }
+        return JSONWriter.response(headers: headers) { json in
+            json.object { json in
+                json.field("event_id", Int(status.eventID))
+                json.field("id", status.publicID)
+                json.field("quantity", status.quantity)
+                json.field("queue_position", queuePosition)
+                json.field("reason", reason)
+                json.field("seats", strings: seats)
+                json.field("status", state)
+            }
+        }
+    }
+}
