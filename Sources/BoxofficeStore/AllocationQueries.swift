@@ -21,64 +21,7 @@ public struct BatchReport: Sendable, Equatable {
     public let intentIDMax: Int64
 }
 
-/// A batch that failed after its event was picked (and rolled back): which event, which intents may
-/// have caused it, and why. Lets a worker tell a batch that keeps failing on its own content from a
-/// database that is away.
-public struct BatchFailure: Error, CustomStringConvertible {
-    public let eventID: EventID
-    /// The intents being settled when the batch failed. Empty when it failed earlier (picking the
-    /// event, claiming, loading or checking the seat rows): trouble of the event or the database, which
-    /// no intent's quarantine would cure.
-    public let suspectIntentIDs: [Int64]
-    public let underlying: any Error
-
-    public init(eventID: EventID, suspectIntentIDs: [Int64], underlying: any Error) {
-        self.eventID = eventID
-        self.suspectIntentIDs = suspectIntentIDs
-        self.underlying = underlying
-    }
-
-    public var description: String {
-        "event \(eventID), \(suspectIntentIDs.count) intents being settled: \(describeDatabaseError(underlying))"
-    }
-
-    /// True when the batch itself may be the cause, so retrying it unchanged may never succeed: a data
-    /// or constraint error, a statement timeout (57014), an error raised by the server on the batch's
-    /// rows, a row that does not decode, a broken invariant. False when the database is away or busy
-    /// (connection lost or refused, shutdown, out of resources, client-side timeout, deadlock,
-    /// serialization failure, lock timeout): those are backed off and retried as they are.
-    public var mayBeTheBatch: Bool {
-        guard !suspectIntentIDs.isEmpty else { return false }
-        return Self.mayBeTheBatch(underlying)
-    }
-
-    /// The batch was cut off by the server's `statement_timeout` (57014): its own doing, or a stalled
-    /// database; the worker waits longer before it blames a lone intent for it.
-    public var isStatementTimeout: Bool {
-        (underlying as? PSQLError)?.serverInfo?[.sqlState] == "57014"
-    }
-
-    static func mayBeTheBatch(_ error: any Error) -> Bool {
-        switch error {
-        case let error as StoreError:
-            if case .invariantBroken = error { return true }
-            return false
-        case let error as PSQLError:
-            guard error.code == .server, let state = error.serverInfo?[.sqlState] else { return false }
-            let transient = ["40001", "40P01", "55P03", "25P03", "57P01", "57P02", "57P03", "57P04", "57P05"]
-            return !state.hasPrefix("08") && !state.hasPrefix("53") && !state.hasPrefix("58") && !transient.contains(state)
-        case is PostgresDecodingError:
-            return true
-        default:
-            return false
-        }
-    }
-}
-
 extension Store {
-    /// Longest error text kept with a quarantined intent.
-    static let quarantineErrorLengthMax = 1_000
-
     /// Claims and settles one batch in one transaction; nil when no event has claimable work.
     ///
     /// Cost of one batch, whatever its size: BEGIN, pick the event and lock its allocation right,
@@ -107,19 +50,19 @@ extension Store {
                 let claimSizeMax = max(1, min(batchSizeMax, claimSizeMaxByEvent[eventID] ?? batchSizeMax))
                 let layout = try await self.layout(of: eventID, on: connection)
                 var batch: [PendingIntent] = []
-                var invalid: [(id: Int64, error: String)] = []
+                var invalid: [SetAside] = []
                 batch.reserveCapacity(claimSizeMax)
                 for (id, quantity, section, seats) in try await self.rows(ClaimStatement(eventID: eventID, batchSizeMax: claimSizeMax), on: connection) {
                     claimed.append(id)
                     do {
                         let request = try PurchaseRequest(quantity: quantity, section: section, seats: seats)
                         if let problem = layout.problem(with: request) {
-                            invalid.append((id, problem))
+                            invalid.append(SetAside(intentID: id, reason: .invalidRequest, error: problem))
                         } else {
                             batch.append(PendingIntent(id: id, request: request))
                         }
                     } catch {
-                        invalid.append((id, String(describing: error)))
+                        invalid.append(SetAside(intentID: id, reason: .invalidRequest, error: String(describing: error)))
                     }
                 }
                 guard !claimed.isEmpty else { return nil }
@@ -141,7 +84,7 @@ extension Store {
                 // From here on a failure may be the doing of an intent of the batch (a value the settle
                 // statement refuses, a row that makes it run past the statement timeout).
                 suspects = claimed
-                try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, invalid: invalid, inventory: inventory,
+                try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
                                       ticketsSold: ticketsSold, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
                 return BatchReport(eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
@@ -149,24 +92,6 @@ extension Store {
             } catch {
                 throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
-        }
-    }
-
-    /// Sets one queued intent aside, in its own transaction: rejected as `quarantined` with `error`
-    /// recorded, so the event's other intents can be decided. For an intent whose batch kept failing
-    /// even when claimed alone. Waits (within `lock_timeout`) for the event's allocation right, so no
-    /// batch of the event is in flight. False when the intent is no longer queued (settled meanwhile).
-    public func quarantine(intentID: Int64, eventID: EventID, error: String) async throws -> Bool {
-        let statement = QuarantineStatement(eventID: eventID, intentID: intentID, reason: RejectionReason.quarantined.rawValue,
-                                            error: String(error.prefix(Self.quarantineErrorLengthMax)))
-        return try await transaction { connection in
-            for (recorded, kept, _) in try await self.rows(statement, on: connection) {
-                guard recorded == kept, recorded <= 1 else {
-                    throw StoreError.invariantBroken("quarantine of intent \(intentID) wrote \(recorded) outcomes and \(kept) quarantine rows")
-                }
-                return recorded == 1
-            }
-            return false
         }
     }
 
@@ -189,12 +114,13 @@ extension Store {
         return result
     }
 
-    /// Writes a decided batch with one statement: outcomes in, intents out, invalid rows rejected and
-    /// recorded in `quarantine`, changed seat rows and the counters updated, waiters notified at
-    /// commit. Row counts are checked: the second place the "settled exactly once" invariant is asserted.
-    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], invalid: [(id: Int64, error: String)], inventory: Inventory,
+    /// Writes a decided batch with one statement: outcomes in, intents out, set-aside rows rejected
+    /// with their reason and recorded in `quarantine`, changed seat rows and the counters updated,
+    /// waiters notified at commit. Row counts are checked: the second place the "settled exactly once"
+    /// invariant is asserted.
+    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
                 ticketsSold: Int, on connection: PostgresConnection) async throws {
-        let count = batch.count + invalid.count
+        let count = batch.count + setAside.count
         var statuses: [String] = [], reasons: [String] = [], seats: [String] = [], errors: [String] = []
         statuses.reserveCapacity(count); reasons.reserveCapacity(count); seats.reserveCapacity(count); errors.reserveCapacity(count)
         for outcome in outcomes {
@@ -206,22 +132,21 @@ extension Store {
             }
             errors.append("")
         }
-        for (_, error) in invalid {
-            statuses.append("rejected"); reasons.append(RejectionReason.invalidRequest.rawValue); seats.append("")
-            errors.append(String(error.prefix(Self.quarantineErrorLengthMax)))
+        for row in setAside {
+            statuses.append("rejected"); reasons.append(row.reason.rawValue); seats.append("")
+            errors.append(String(row.error.prefix(Self.quarantineErrorLengthMax)))
         }
-        let changed = inventory.changedRows
         let bitmaps: [ByteBuffer] = changed.map { row in
             var bytes = [UInt8](repeating: 0, count: (row.taken.count + 7) / 8)
             for (index, isTaken) in row.taken.enumerated() where isTaken { bytes[index >> 3] |= 1 << UInt8(index & 7) }
             return ByteBuffer(bytes: bytes)
         }
-        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id) + invalid.map(\.id), statuses: statuses, reasons: reasons,
+        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
                                         seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
         for (recorded, kept, rowsWritten, counted, _) in try await rows(statement, on: connection) {
-            guard recorded == count, kept == invalid.count, rowsWritten == changed.count, counted == 1 else {
+            guard recorded == count, kept == setAside.count, rowsWritten == changed.count, counted == 1 else {
                 throw StoreError.invariantBroken(
-                    "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(invalid.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
+                    "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(setAside.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
             }
         }
     }
@@ -355,44 +280,6 @@ struct SettleStatement: StoreStatement {
         )
         SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM kept), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
                pg_notify(\(Store.outcomesChannel), \(eventID)::text)
-        """
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-}
-
-/// Sets one queued intent aside: takes the event's allocation right (waiting for it, within
-/// `lock_timeout`), moves the intent to a rejected outcome with `reason`, and records `error` in
-/// `quarantine`, and wakes the event's long-polls; returns the outcome and quarantine rows written
-/// (0 and 0 when the intent is not queued).
-struct QuarantineStatement: StoreStatement {
-    typealias Row = (Int, Int, String)
-    static let sample = QuarantineStatement(eventID: 0, intentID: 0, reason: "", error: "")
-    let eventID: EventID
-    let intentID: Int64
-    let reason: String
-    let error: String
-
-    var query: PostgresQuery {
-        """
-        WITH allocation_right AS (
-            SELECT event_id FROM inventory WHERE event_id = \(eventID) FOR NO KEY UPDATE
-        ), moved AS (
-            DELETE FROM intents i WHERE i.id = \(intentID) AND i.event_id = (SELECT event_id FROM allocation_right)
-            RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats, i.created_at
-        ), recorded AS (
-            INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats,
-                                  requested_seats, accepted_at, decided_at)
-            SELECT m.id, m.public_id, m.event_id, m.customer, m.quantity, m.section, m.seats IS NOT NULL, 'rejected', \(reason),
-                   '{}', m.seats, m.created_at, statement_timestamp()
-            FROM moved m
-            RETURNING 1
-        ), kept AS (
-            INSERT INTO quarantine (intent_id, public_id, event_id, reason, error, quarantined_at)
-            SELECT m.id, m.public_id, m.event_id, \(reason), \(error), statement_timestamp() FROM moved m
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM recorded)::int, (SELECT count(*) FROM kept)::int, pg_notify(\(Store.outcomesChannel), \(eventID)::text)
         """
     }
 
