@@ -127,12 +127,18 @@ public final class IntakeBatcher: Service, Sendable {
             self.stop()
         }
         // Whatever arrived after the flushers stopped is refused, never left hanging.
-        let stranded = state.withLock { state in
-            state.stopped = true
+        refuseWaiting(.stopped) { $0.stopped = true }
+    }
+
+    /// Answers every request still waiting with `error` (nothing of theirs is written), after `update`
+    /// changes the state under the same lock, so no request slips in between.
+    private func refuseWaiting(_ error: BatcherError, update: (inout State) -> Void) {
+        let refused = state.withLock { state in
+            update(&state)
             defer { state.waiting.removeAll() }
             return state.waiting
         }
-        for waiting in stranded { waiting.continuation.resume(throwing: BatcherError.stopped) }
+        for waiting in refused { waiting.continuation.resume(throwing: error) }
     }
 
     func stop() {
@@ -197,12 +203,8 @@ public final class IntakeBatcher: Service, Sendable {
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
                 // Requests still waiting would meet the same database: they are answered now, not at their deadlines.
-                let stranded = state.withLock { state in
-                    state.health = .failing(until: .now + configuration.failFastPeriod)
-                    defer { state.waiting.removeAll() }
-                    return state.waiting
-                }
-                for waiting in stranded { waiting.continuation.resume(throwing: BatcherError.databaseFailing) }
+                let failFastPeriod = configuration.failFastPeriod
+                refuseWaiting(.databaseFailing) { $0.health = .failing(until: .now + failFastPeriod) }
                 failures.log(.warning, key: "intake group failed", "intake group failed; answering 503 at once for \(configuration.failFastPeriod)", metadata: [
                     "intents": "\(group.count)", "error": "\(describeDatabaseError(error))",
                 ])

@@ -40,20 +40,9 @@ extension Store {
     /// workers keep writing (a sale can be audited live), and without a statement timeout: the pool's
     /// bound is sized for a batch, and an audit reads whole tables.
     public func audit(eventID: EventID? = nil) async throws -> AuditReport {
-        try await client.withConnection { connection in
-            // A statement written to a connection that has just closed never completes (see withTimeout).
-            guard !connection.isClosed else { throw StoreError.connectionLost }
-            try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: self.logger)
-            do {
-                try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
-                let report = try await self.audit(eventID: eventID, on: connection)
-                try await connection.query("COMMIT", logger: self.logger)
-                return report
-            } catch {
-                // After a lost connection PostgresNIO's ROLLBACK never returns; the server rolls back by itself.
-                if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: self.logger) }
-                throw error
-            }
+        try await transaction(snapshot: true) { connection in
+            try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
+            return try await self.audit(eventID: eventID, on: connection)
         }
     }
 

@@ -177,10 +177,14 @@ extension Store {
     /// BEGIN, `body`, COMMIT on one pooled connection, every step bounded; ROLLBACK on failure unless
     /// the connection is gone (the server rolls back an orphaned transaction by itself). Used instead
     /// of PostgresNIO's `withTransaction`, whose ROLLBACK after a lost connection never returns.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    ///
+    /// `snapshot`: one `REPEATABLE READ READ ONLY` snapshot for every statement of `body` (the audit).
+    func transaction<T: Sendable>(snapshot: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             let logger = self.logger
-            _ = try await self.onHeld(connection) { try await connection.query("BEGIN", logger: logger) }
+            _ = try await self.onHeld(connection) {
+                try await connection.query(snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: logger)
+            }
             do {
                 let value = try await body(connection)
                 _ = try await self.onHeld(connection) { try await connection.query("COMMIT", logger: logger) }
