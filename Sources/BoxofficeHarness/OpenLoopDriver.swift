@@ -1,3 +1,7 @@
+// Why this file is long (~350 lines): one NIO channel handler and the driver that owns its state on
+// one event loop; the schedule, the connection pool and the response reader share that loop-bound
+// state, and splitting them would only pass it across files.
+
 import Foundation
 import Histogram
 import NIOCore

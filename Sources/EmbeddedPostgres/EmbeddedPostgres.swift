@@ -1,3 +1,8 @@
+// Why this file is long (~690 lines): it is one type's whole lifecycle (find the binaries, initdb as
+// the postgres OS user, configure, start, wait, stop, clean up, TLS files) written against raw POSIX
+// calls because it must run before anything else exists; the parts share private helpers (running a
+// tool as another user with a timeout, log tails) that splitting would have to make public.
+
 import Foundation
 import Synchronization
 
