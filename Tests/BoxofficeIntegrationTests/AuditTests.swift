@@ -24,6 +24,30 @@ extension IntegrationTests {
             return (event.id, ids)
         }
 
+        /// Makes every outcome of a customer named `poison` fail to be written, unless it is the quarantine
+        /// itself: a batch holding such an intent fails to settle, as a row that always trips the
+        /// statement timeout would.
+        static func refusePoisonedOutcomes(_ store: Store) async throws {
+            try await store.client.query("""
+                CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.customer = 'poison' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
+                    RETURN NEW;
+                END $$
+                """)
+            try await store.client.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+        }
+
+        /// An in-process worker that polls quickly and retries faults at once.
+        static func inProcessWorker(batchSize: Int) -> AllocationWorker.Configuration {
+            var configuration = AllocationWorker.Configuration()
+            configuration.batchSizeMax = batchSize
+            configuration.listen = false
+            configuration.pollInterval = .milliseconds(20)
+            configuration.faultRetryPause = .milliseconds(10)
+            return configuration
+        }
+
         @Test("An accepted intent whose outcome row is deleted behind the application's back fails verify, named with its event")
         func deletedOutcome() async throws {
             let database = try await TestCluster.freshDatabase()
@@ -195,19 +219,8 @@ extension IntegrationTests {
                     IntentDraft(eventID: event.id, customer: $0 == 11 ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
                 })
                 // Any batch holding the poisoned intent fails to settle, as a row that always trips the statement timeout would.
-                try await store.client.query("""
-                    CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-                    BEGIN
-                        IF NEW.customer = 'poison' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
-                        RETURN NEW;
-                    END $$
-                    """)
-                try await store.client.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
-                var configuration = AllocationWorker.Configuration()
-                configuration.batchSizeMax = 16
-                configuration.listen = false
-                configuration.pollInterval = .milliseconds(20)
-                configuration.faultRetryPause = .milliseconds(10)
+                try await Self.refusePoisonedOutcomes(store)
+                let configuration = Self.inProcessWorker(batchSize: 16)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
                 let deadline = ContinuousClock.now + .seconds(60)
@@ -255,19 +268,8 @@ extension IntegrationTests {
                 _ = try await store.enqueue((0..<10).map {
                     IntentDraft(eventID: event.id, customer: [2, 6].contains($0) ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
                 })
-                try await store.client.query("""
-                    CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-                    BEGIN
-                        IF NEW.customer = 'poison' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
-                        RETURN NEW;
-                    END $$
-                    """)
-                try await store.client.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
-                var configuration = AllocationWorker.Configuration()
-                configuration.batchSizeMax = 4
-                configuration.listen = false
-                configuration.pollInterval = .milliseconds(20)
-                configuration.faultRetryPause = .milliseconds(10)
+                try await Self.refusePoisonedOutcomes(store)
+                var configuration = Self.inProcessWorker(batchSize: 4)
                 configuration.errorBackoffMax = .milliseconds(50)
                 configuration.quarantinesPerEventMax = 1
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)

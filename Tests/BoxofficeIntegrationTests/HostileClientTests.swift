@@ -428,16 +428,8 @@ func rawExchange(port: Int, _ bytes: [UInt8], timeout: Double) async -> (respons
 
 private func rawExchangeBlocking(port: Int, _ bytes: [UInt8], timeout: Double) -> (response: String, seconds: Double, closedByServer: Bool) {
     do {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard let descriptor = connectLoopback(port: port) else { return ("", 0, false) }
         defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return ("", 0, false) }
         var wait = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         let started = ContinuousClock.now
