@@ -189,6 +189,11 @@ public final class AllocationWorker: Service, Sendable {
                 }
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+            } catch where Task.isCancelled {
+                // Cancelled (not a graceful shutdown, which never interrupts a batch): whatever the batch had
+                // in hand was rolled back with its transaction, and that is no failure of the batch's.
+                logger.info("worker cancelled; the batch in hand, if any, was rolled back and its intents will be claimed again")
+                break
             } catch {
                 totalsState.withLock { $0.failedBatches += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
