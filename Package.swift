@@ -36,7 +36,9 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // db/migrations, compiled in: a deployed binary needs no source checkout to migrate.
+            plugins: ["EmbedFiles"]
         ),
         // Hummingbird 2 routes: intake (group commit), status (long-poll), events, health.
         .target(
@@ -53,8 +55,10 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            // The OpenAPI document, served at /openapi.json and read by the API fuzzer.
-            resources: [.copy("Resources/openapi.json")]
+            // The OpenAPI document, served at /openapi.json and read by the API fuzzer: compiled in by the
+            // plugin (no resource bundle to ship beside the binary), so excluded from the target's sources.
+            exclude: ["Resources/openapi.json"],
+            plugins: ["EmbedFiles"]
         ),
         // The claim → allocate → settle loop.
         .target(
@@ -94,9 +98,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Build-time: files → Swift string literals (the migrations, the OpenAPI document).
+        .executableTarget(name: "boxoffice-embed"),
+        .plugin(name: "EmbedFiles", capability: .buildTool(), dependencies: ["boxoffice-embed"]),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
         // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
-        // access-token rule, and DATABASE_URL's TLS settings.
+        // access-token rule, DATABASE_URL's TLS settings and the migrations compiled into the binary.
         .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",

@@ -1,12 +1,12 @@
-import Foundation
 import NIOCore
 
-/// The OpenAPI 3 description of this API, shipped as a resource and served at `/openapi.json`.
+/// The OpenAPI 3 description of this API (`Resources/openapi.json`, compiled in by the EmbedFiles
+/// plugin), served at `/openapi.json`.
 enum OpenAPIDocument {
     static let bytes: ByteBuffer = {
-        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json"),
-              let data = try? Data(contentsOf: url)
-        else { preconditionFailure("openapi.json is missing from the BoxofficeAPI bundle; the package build is broken") }
-        return ByteBuffer(bytes: data)
+        guard let document = Embedded.files.first(where: { $0.name == "openapi.json" }) else {
+            preconditionFailure("openapi.json was not embedded in BoxofficeAPI; the package build is broken")
+        }
+        return ByteBuffer(string: document.text)
     }()
 }

@@ -14,7 +14,6 @@ public struct Migration: Sendable, Equatable {
         self.sql = sql
     }
 
-    /// Reads `NNNN_name.sql` files in version order; anything else in the folder is an error, not a surprise.
     /// The file's statements, split at top-level semicolons (quotes, dollar quotes and comments respected).
     public var statements: [String] { Self.split(sql) }
 
@@ -82,31 +81,54 @@ public struct Migration: Sendable, Equatable {
         return statements
     }
 
-    public static func load(directory: URL) throws -> [Migration] {
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
-        var migrations: [Migration] = []
-        for file in files {
-            guard let version = Int(file.prefix { $0.isNumber }), file.first?.isNumber == true else {
-                throw StoreError.migrationFailed("migration file \(file) must start with its number, e.g. 0002_add_x.sql")
-            }
-            let sql = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
-            migrations.append(Migration(version: version, name: file, sql: sql))
+    /// The migrations this binary was built with: every `db/migrations/*.sql` of its source tree,
+    /// compiled in by the EmbedFiles plugin. What `migrate` applies unless told otherwise.
+    public static let embedded: [Migration] = {
+        do {
+            return try numbered(Embedded.files.map { ($0.name, $0.text) }, from: "the migrations compiled into this binary")
+        } catch {
+            preconditionFailure("the embedded migrations are not numbered files: \(error); the package build is broken")
         }
-        let versions = migrations.map(\.version)
-        guard Set(versions).count == versions.count else {
-            throw StoreError.migrationFailed("two migration files in \(directory.path) share a number")
+    }()
+
+    /// The migrations to apply: `directory` (an operator's `--migrations-dir`), else the folder in
+    /// `BOXOFFICE_MIGRATIONS_DIR`, else ``embedded``. Overrides are for trying a migration out; a
+    /// deployed binary needs neither.
+    public static func resolve(directory: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [Migration] {
+        guard let folder = directory ?? environment["BOXOFFICE_MIGRATIONS_DIR"].flatMap({ $0.isEmpty ? nil : $0 }) else {
+            return embedded
         }
-        return migrations
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw StoreError.migrationFailed("no migrations folder at \(folder) (from --migrations-dir or BOXOFFICE_MIGRATIONS_DIR); "
+                + "unset both to apply the migrations built into this binary")
+        }
+        return try load(directory: URL(fileURLWithPath: folder))
     }
 
-    /// Where `db/migrations` is: `BOXOFFICE_MIGRATIONS_DIR`, else `./db/migrations`, else the source checkout this binary was built from.
-    public static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
-        if let path = environment["BOXOFFICE_MIGRATIONS_DIR"], !path.isEmpty { return URL(fileURLWithPath: path) }
-        let local = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("db/migrations")
-        if FileManager.default.fileExists(atPath: local.path) { return local }
-        // Sources/BoxofficeStore/Migrations.swift → the package root.
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("db/migrations")
+    /// Reads `NNNN_name.sql` files in version order; anything else in the folder is ignored.
+    public static func load(directory: URL) throws -> [Migration] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let texts = try files.map { ($0, try String(contentsOf: directory.appendingPathComponent($0), encoding: .utf8)) }
+        return try numbered(texts, from: directory.path)
+    }
+
+    /// Files named `NNNN_name.sql` → migrations in version order; a name without its number or two
+    /// files with one number are an error, not a surprise.
+    static func numbered(_ files: [(name: String, sql: String)], from source: String) throws -> [Migration] {
+        var migrations: [Migration] = []
+        for (name, sql) in files {
+            guard let version = Int(name.prefix { $0.isNumber }), name.first?.isNumber == true else {
+                throw StoreError.migrationFailed("migration file \(name) must start with its number, e.g. 0002_add_x.sql")
+            }
+            migrations.append(Migration(version: version, name: name, sql: sql))
+        }
+        migrations.sort { $0.version < $1.version }
+        let versions = migrations.map(\.version)
+        guard Set(versions).count == versions.count else {
+            throw StoreError.migrationFailed("two migration files in \(source) share a number")
+        }
+        return migrations
     }
 }
 

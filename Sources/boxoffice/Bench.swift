@@ -276,7 +276,7 @@ final class BenchRunner: Sendable {
         let configuration = cellConfiguration
         do {
             let result = try await withStore(configuration, logger: logger) { store in
-                try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+                try await store.migrate(Migration.embedded)
                 return try await body(configuration, store)
             }
             try await withStore(base, logger: logger) { try await $0.execute(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)") }

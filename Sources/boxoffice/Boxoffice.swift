@@ -37,7 +37,7 @@ struct DatabaseOptions: ParsableArguments {
     @Flag(help: "Run every statement unnamed (behind PgBouncer in transaction mode before 1.21, which cannot keep prepared statements).")
     var noPreparedStatements = false
 
-    @Option(help: "Directory of the numbered SQL migrations (default: BOXOFFICE_MIGRATIONS_DIR, ./db/migrations, or the source checkout).")
+    @Option(help: "Directory of numbered SQL migrations to apply instead of the ones built into this binary (also: BOXOFFICE_MIGRATIONS_DIR).")
     var migrationsDir: String?
 
     func configuration() throws -> DatabaseConfiguration {
@@ -51,11 +51,7 @@ struct DatabaseOptions: ParsableArguments {
     }
 
     func migrations() throws -> [Migration] {
-        let directory = migrationsDir.map { URL(fileURLWithPath: $0) } ?? Migration.defaultDirectory()
-        guard FileManager.default.fileExists(atPath: directory.path) else {
-            throw CommandError("no migrations at \(directory.path): run from the repository root or pass --migrations-dir")
-        }
-        return try Migration.load(directory: directory)
+        try Migration.resolve(directory: migrationsDir)
     }
 }
 

@@ -85,7 +85,7 @@ struct Demo: AsyncParsableCommand {
             // The server reports its port once its services, the Store's pool first, are running.
             let port = try await portBox.wait()
             try await store.checkReachable()
-            let applied = try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+            let applied = try await store.migrate(Migration.embedded)
             say("migrated: \(applied.isEmpty ? "already up to date" : applied.joined(separator: ", "))")
             let event = try await store.createEvent(name: "Demo flash sale", layout: layout)
             try workerProcesses.spawn(settings.workers)

@@ -80,7 +80,7 @@ extension IntegrationTests {
         @Test("Migration 0003 backfills acceptance records and key customers: verify passes on an upgraded database")
         func upgradedDatabase() async throws {
             let database = try await TestCluster.emptyDatabase()
-            let migrations = try Migration.load(directory: Migration.defaultDirectory())
+            let migrations = Migration.embedded
             try await withStore(database) { store in
                 try await store.migrate(migrations.filter { $0.version <= 2 })
                 let event = try await store.createEvent(name: "Old", layout: .generalAdmission(capacity: 5))

@@ -1,4 +1,5 @@
 import BoxofficeCore
+import BoxofficeHarness
 import BoxofficeStore
 import Foundation
 import Synchronization
@@ -11,9 +12,38 @@ extension IntegrationTests {
         func migrateTwice() async throws {
             let database = try await TestCluster.freshDatabase()
             let again = try await withStore(database) { store in
-                try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+                try await store.migrate(Migration.embedded)
             }
             #expect(again.isEmpty)
+        }
+
+        @Test("`boxoffice migrate` run from a folder with no db/ applies the migrations built into the binary")
+        func migrateWithoutACheckout() async throws {
+            let database = try await TestCluster.emptyDatabase()
+            let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-no-checkout-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: elsewhere) }
+            let migrate = Process()
+            migrate.executableURL = WorkerProcesses.siblingExecutable()
+            migrate.arguments = ["migrate", "--log-format", "json"]
+            var environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": database.url]) { $1 }
+            environment["BOXOFFICE_MIGRATIONS_DIR"] = nil
+            migrate.environment = environment
+            migrate.currentDirectoryURL = elsewhere
+            migrate.standardOutput = FileHandle.nullDevice
+            migrate.standardError = FileHandle.nullDevice
+            try migrate.run()
+            // Polled: Foundation's waitUntilExit spins a core on Linux and holds a cooperative thread.
+            while migrate.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(migrate.terminationStatus == 0)
+            let applied = try await withStore(database) { store in
+                var versions: [Int] = []
+                for try await version in try await store.client.query("SELECT version FROM schema_migrations ORDER BY version").decode(Int.self) {
+                    versions.append(version)
+                }
+                return versions
+            }
+            #expect(applied == Migration.embedded.map(\.version) && !applied.isEmpty, "applied: \(applied)")
         }
 
         @Test("The audit catches a broken invariant (it can fail)")
@@ -161,31 +191,5 @@ extension IntegrationTests {
                 #expect(report?.intents == 2)
             }
         }
-    }
-}
-
-@Suite("Migration files")
-struct MigrationFileTests {
-    @Test("Statements split at top-level semicolons only: quotes, dollar quotes and comments kept whole")
-    func splitting() {
-        let sql = """
-            -- a comment; with a semicolon
-            CREATE TABLE a (x text DEFAULT 'a;b');
-            /* block; comment */ CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $body$ BEGIN RETURN 1; END $body$;
-            SELECT $$;$$, "odd;name"
-            """
-        let statements = Migration(version: 1, name: "x.sql", sql: sql).statements
-        #expect(statements.count == 3)
-        #expect(statements[0] == "CREATE TABLE a (x text DEFAULT 'a;b')")
-        #expect(statements[1].hasSuffix("$body$ BEGIN RETURN 1; END $body$"))
-        #expect(statements[2] == #"SELECT $$;$$, "odd;name""#)
-    }
-
-    @Test("The repository's migrations load in order")
-    func repositoryMigrations() throws {
-        let migrations = try Migration.load(directory: Migration.defaultDirectory())
-        #expect(migrations.first?.version == 1)
-        #expect(migrations.map(\.version) == migrations.map(\.version).sorted())
-        #expect(migrations.allSatisfy { !$0.statements.isEmpty })
     }
 }

@@ -49,7 +49,7 @@ enum TestCluster {
     static func freshDatabase() async throws -> DatabaseConfiguration {
         let configuration = try await emptyDatabase()
         try await withStore(configuration) { store in
-            try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
+            try await store.migrate(Migration.embedded)
         }
         return configuration
     }
