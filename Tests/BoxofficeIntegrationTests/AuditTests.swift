@@ -103,9 +103,7 @@ extension IntegrationTests {
                 let report = try await store.audit()
                 #expect(report.isClean, "\(report.violations)")
                 #expect(report.accepted == 3 && report.outcomes == 1 && report.pending == 2)
-                for try await customer in try await store.client.query("SELECT customer FROM idempotency_keys").decode(String.self) {
-                    #expect(customer == "old-1")
-                }
+                #expect(try await store.client.query("SELECT customer FROM idempotency_keys").decode(String.self).all() == ["old-1"])
                 // Settled after the upgrade, by the new code.
                 #expect(try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }?.intents == 2)
                 #expect(try await store.audit().isClean)
@@ -232,9 +230,11 @@ extension IntegrationTests {
                 // 16 → 8 → 4 → 2 → 1, two failures each, the poisoned intent (12th) in every failing claim.
                 #expect(totals.quarantined == 1 && totals.intents == 39, "\(totals.quarantined) quarantined, \(totals.intents) settled")
                 #expect(totals.failedBatches >= 2 && totals.failedBatches <= 10, "\(totals.failedBatches) failed batches")
-                for try await (reason, error) in try await store.client.query("""
+                let quarantined = try await store.client.query("""
                     SELECT o.reason, q.error FROM outcomes o JOIN quarantine q USING (intent_id) WHERE o.customer = 'poison'
-                    """).decode((String, String).self) {
+                    """).decode((String, String).self).all()
+                #expect(quarantined.count == 1, "\(quarantined)")
+                for (reason, error) in quarantined {
                     #expect(reason == "quarantined")
                     #expect(error.contains("injected: poisoned row"), "\(error)")
                 }
@@ -358,9 +358,9 @@ extension IntegrationTests {
                 let again = IntentDraft(eventID: event.id, customer: "again", request: .seats([SeatLabel(section: "A", row: 1, seat: 1)]), idempotencyKey: nil)
                 _ = try await store.enqueue([exact, inB, again])
                 #expect(try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }?.confirmed == 2)
-                for try await requested in try await store.client.query("SELECT requested_seats FROM outcomes WHERE public_id = \(exact.publicID)").decode([String].self) {
-                    #expect(requested == ["A-1-1", "A-1-2"])
-                }
+                let requested = try await store.client.query("SELECT requested_seats FROM outcomes WHERE public_id = \(exact.publicID)")
+                    .decode([String].self).all()
+                #expect(requested == [["A-1-1", "A-1-2"]])
                 #expect(try await store.audit().isClean)
 
                 func expectCaught(_ corrupt: String, _ restore: String, _ invariant: String) async throws {

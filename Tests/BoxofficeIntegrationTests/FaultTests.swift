@@ -163,9 +163,8 @@ extension IntegrationTests {
                 let bounds = try await store.client.query("""
                     SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')
                     """)
-                for try await (statement, lock, idle) in bounds.decode((String, String, String).self) {
-                    #expect([statement, lock, idle] == ["2s", "300ms", "30s"])
-                }
+                let settings = try await bounds.decode((String, String, String).self).all().map { [$0.0, $0.1, $0.2] }
+                #expect(settings == [["2s", "300ms", "30s"]])
                 let event = try await store.createEvent(name: "Stuck", layout: .generalAdmission(capacity: 50))
                 _ = try await store.enqueue((0..<80).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
 

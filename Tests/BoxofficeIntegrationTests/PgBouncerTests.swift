@@ -21,10 +21,9 @@ extension IntegrationTests {
                 return bouncer.route(database)
             }) { api in
                 #expect(api.database.port == bouncer.port)
-                for try await (statement, lock) in try await api.store.client.query(
-                    "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").decode((String, String).self) {
-                    #expect([statement, lock] == ["15s", "5s"], "the bounds must hold behind the pooler")
-                }
+                let settings = try await api.store.client.query(
+                    "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')").decode((String, String).self).all()
+                #expect(settings.map { [$0.0, $0.1] } == [["15s", "5s"]], "the bounds must hold behind the pooler")
 
                 // migrate through the pooler: its lock lives and dies with each transaction.
                 let migrate = Process()

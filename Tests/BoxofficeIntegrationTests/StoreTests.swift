@@ -122,26 +122,38 @@ extension IntegrationTests {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database) { store in
                 let event = try await store.createEvent(name: "Quiet", layout: .generalAdmission(capacity: 5))
+                // Intake's notifications, and markers: PostgreSQL delivers notifications in commit order, so
+                // once a marker sent after some statements is heard, whatever those statements sent was heard too.
                 let heard = Atomic<Int>(0)
-                let listener = Task { try await store.listen(on: Store.intentsChannel) { _ in heard.add(1, ordering: .relaxed) } }
+                let markersHeard = Atomic<Int>(0)
+                let listener = Task {
+                    try await store.listen(on: Store.intentsChannel) { payload in
+                        if payload.hasPrefix("marker-") { markersHeard.add(1, ordering: .relaxed) } else { heard.add(1, ordering: .relaxed) }
+                    }
+                }
                 defer { listener.cancel() }
+                let sendMarkerAndWait: @Sendable (String) async throws -> Void = { marker in
+                    let count = markersHeard.load(ordering: .relaxed) + 1
+                    try await store.client.query("SELECT pg_notify(\(Store.intentsChannel), \(marker))")
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while markersHeard.load(ordering: .relaxed) < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                    try #require(markersHeard.load(ordering: .relaxed) == count, "the listener never heard \(marker)")
+                }
                 // The LISTEN is in place once a notification sent now is heard.
                 let draft = { (keyed: Bool) in IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil) }
-                var deadline = ContinuousClock.now + .seconds(10)
+                let deadline = ContinuousClock.now + .seconds(10)
                 while heard.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
                     _ = try await store.enqueue([draft(false)], notify: true)
                     try await Task.sleep(for: .milliseconds(50))
                 }
                 try #require(heard.load(ordering: .relaxed) > 0, "the listener never heard intake")
-                try await Task.sleep(for: .milliseconds(300))
+                try await sendMarkerAndWait("marker-listening")
                 let before = heard.load(ordering: .relaxed)
                 // Silent groups, keyed and unkeyed (two statements), then one that notifies.
                 _ = try await store.enqueue([draft(false), draft(false)], notify: false)
                 _ = try await store.enqueue([draft(true)], notify: false)
                 _ = try await store.enqueue([draft(false)], notify: true)
-                deadline = ContinuousClock.now + .seconds(10)
-                while heard.load(ordering: .relaxed) == before, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-                try await Task.sleep(for: .milliseconds(300))
+                try await sendMarkerAndWait("marker-after-groups")
                 #expect(heard.load(ordering: .relaxed) == before + 1)
             }
         }
