@@ -123,9 +123,7 @@ struct Routes: Sendable {
             try idempotencyKey(raw.count >= 2 && raw.hasPrefix("\"") && raw.hasSuffix("\"") ? String(raw.dropFirst().dropLast()) : raw,
                                name: "Idempotency-Key")
         }
-        let body = useFoundationDecoder
-            ? try DecodedIntake.decode(try await collectBody(request, bytesMax: configuration.bodyBytesMax), allowed: Self.intentFields)
-            : try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
+        let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: Self.intentFields)
         // Stamped once the body is in (reading it has its own deadline): finding the event and the
         // group commit share this one bound.
         let deadline = requestDeadline()
@@ -205,11 +203,7 @@ struct Routes: Sendable {
                     start = end + 1
                     guard slice.contains(where: { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\t") }) else { continue }
                     guard items.count < configuration.batchItemsMax else { throw tooManyItems() }
-                    if useFoundationDecoder {
-                        items.append(.object(try DecodedIntake.decode(slice, allowed: Self.intentFields.union(["idempotency_key"])).fields))
-                    } else {
-                        items.append(try JSONValue.parse(slice, what: "line \(line) of the NDJSON body"))
-                    }
+                    items.append(try JSONValue.parse(slice, what: "line \(line) of the NDJSON body"))
                 }
             }
         } else {
@@ -320,61 +314,5 @@ struct Routes: Sendable {
             }
         }
         return StatusBody(status).response(headers: headers)
-    }
-}
-
-/// THROWAWAY (issue 11 item 9 measurement): BOXOFFICE_JSON=foundation decodes intake bodies with
-/// Foundation's JSONDecoder into a typed Decodable struct instead of the hand-written parser.
-let useFoundationDecoder = ProcessInfo.processInfo.environment["BOXOFFICE_JSON"] == "foundation"
-
-struct DecodedIntake: Decodable {
-    struct Key: CodingKey {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        var intValue: Int? { nil }
-        init?(intValue: Int) { nil }
-    }
-
-    let customer: String?
-    let quantity: Int?
-    let section: String?
-    let seats: [String]?
-    let idempotencyKey: String?
-    let keys: [String]
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Key.self)
-        keys = container.allKeys.map(\.stringValue)
-        customer = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "customer"))
-        quantity = try container.decodeIfPresent(Int.self, forKey: Key(stringValue: "quantity"))
-        section = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "section"))
-        seats = try container.decodeIfPresent([String].self, forKey: Key(stringValue: "seats"))
-        idempotencyKey = try container.decodeIfPresent(String.self, forKey: Key(stringValue: "idempotency_key"))
-    }
-
-    static func decode(_ bytes: ByteBuffer, allowed: Set<String>) throws -> JSONObject {
-        try decode(Data(bytes.readableBytesView), allowed: allowed)
-    }
-
-    static func decode(_ raw: UnsafeRawBufferPointer, allowed: Set<String>) throws -> JSONObject {
-        try decode(Data(raw), allowed: allowed)
-    }
-
-    static func decode(_ data: Data, allowed: Set<String>) throws -> JSONObject {
-        let body: DecodedIntake
-        do {
-            body = try JSONDecoder().decode(DecodedIntake.self, from: data)
-        } catch {
-            throw APIError(.badRequest, "malformed_json", "the request body is not valid JSON: \(error)")
-        }
-        let unknown = Set(body.keys).subtracting(allowed)
-        guard unknown.isEmpty else { throw APIError.invalid("unknown field(s) \(unknown.sorted().joined(separator: ", "))") }
-        var fields: [String: JSONValue] = [:]
-        if let customer = body.customer { fields["customer"] = .string(customer) }
-        if let quantity = body.quantity { fields["quantity"] = .number(JSONNumber(value: Double(quantity), isIntegerLiteral: true, integer: quantity)) }
-        if let section = body.section { fields["section"] = .string(section) }
-        if let seats = body.seats { fields["seats"] = .array(seats.map { .string($0) }) }
-        if let key = body.idempotencyKey { fields["idempotency_key"] = .string(key) }
-        return JSONObject(fields: fields)
     }
 }
