@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
         // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
-        // access-token rule, and DATABASE_URL's TLS settings.
+        // access-token rule, request validation and the route table, and DATABASE_URL's TLS settings.
         .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",
