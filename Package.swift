@@ -103,7 +103,8 @@ let package = Package(
         .plugin(name: "EmbedFiles", capability: .buildTool(), dependencies: ["boxoffice-embed"]),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
         // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
-        // access-token rule, DATABASE_URL's TLS settings and the migrations compiled into the binary.
+        // access-token rule, request validation and the route table, DATABASE_URL's TLS settings and the
+        // migrations compiled into the binary.
         .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",

@@ -21,12 +21,12 @@ public struct APIConfiguration: Sendable {
     public var eventNameLengthMax = 200
     public var sectionsMax = 100
     /// Largest body of a bulk intake request (413 above).
-    public var batchBodyBytesMax = 1024 * 1024
+    public var bulkBodyBytesMax = 1024 * 1024
     /// Most intents in one bulk intake request (413 above); counted while parsing, so a body of a
     /// million tiny items is refused at item 1,001, not after building all of them.
-    public var batchItemsMax = 1_000
-    /// Bulk intake requests in progress at once per process (each may buffer up to ``batchBodyBytesMax``
-    /// and ``batchItemsMax`` parsed items, about 2 MiB together); past it `503 overloaded` before the
+    public var bulkItemsMax = 1_000
+    /// Bulk intake requests in progress at once per process (each may buffer up to ``bulkBodyBytesMax``
+    /// and ``bulkItemsMax`` parsed items, about 2 MiB together); past it `503 overloaded` before the
     /// body is read. Sixteen hold at most ~32 MiB, and leave room for the benchmark's 8 producers.
     public var bulkRequestsMax = 16
     /// Longest a request waits on the database (a lease, a statement) before answering 503: a
@@ -41,7 +41,7 @@ public struct APIConfiguration: Sendable {
     public var acceptBacklog = 1_024
     /// What the client bounds did: read by tests and the shutdown log line.
     public var clientCounters = ClientLimitCounters()
-    public var batcher = IntakeBatcher.Configuration()
+    public var groupCommit = IntakeGroupCommit.Configuration()
     public var watcher = OutcomeWatcher.Configuration()
 
     public init() {}
@@ -51,14 +51,14 @@ public struct APIConfiguration: Sendable {
 /// the long-poll watcher, so shutdown drains HTTP, then intake, then closes the pool.
 public func buildApplication(store: Store, configuration: APIConfiguration, logger: Logger,
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-    let batcher = IntakeBatcher(store: store, configuration: configuration.batcher, logger: logger)
+    let groupCommit = IntakeGroupCommit(store: store, configuration: configuration.groupCommit, logger: logger)
     let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
+    let routes = RouteTable.api(store: store, groupCommit: groupCommit, watcher: watcher, configuration: configuration)
     // HEAD is answered for every GET route (same status and headers, no body).
     let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
-    router.middlewares.add(MethodGuardMiddleware(table: Routes.table))
-    Routes(store: store, batcher: batcher, watcher: watcher, configuration: configuration, logger: logger,
-           bulkSlots: Slots(configuration.bulkRequestsMax)).register(on: router)
+    router.middlewares.add(MethodGuardMiddleware(table: routes.allowedMethods))
+    routes.register(on: router, access: configuration.access)
     let limits = configuration.clients
     let counters = configuration.clientCounters
     let cap = ConnectionCap(connectionsMax: limits.connectionsMax, counters: counters, logger: logger)
@@ -68,7 +68,20 @@ public func buildApplication(store: Store, configuration: APIConfiguration, logg
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "boxoffice",
             backlog: configuration.acceptBacklog, availableConnectionsDelegate: cap),
-        services: [StoreService(store: store), batcher, watcher, MemoryTrimmer(counters: counters)],
+        services: [StoreService(store: store), groupCommit, watcher, MemoryTrimmer(counters: counters)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+extension RouteTable {
+    /// The API's routes, one controller per resource.
+    static func api(store: Store, groupCommit: IntakeGroupCommit, watcher: OutcomeWatcher, configuration: APIConfiguration) -> RouteTable {
+        let bounded = BoundedStore(store: store, waitMilliseconds: configuration.databaseWaitMilliseconds)
+        return RouteTable(controllers: [
+            OperationsController(store: bounded),
+            EventController(store: bounded, configuration: configuration),
+            IntentController(store: bounded, groupCommit: groupCommit, watcher: watcher, configuration: configuration,
+                             bulkSlots: Slots(configuration.bulkRequestsMax)),
+        ])
+    }
 }

@@ -1,3 +1,34 @@
+// Why the API reads JSON with its own parser (JSONParser.swift) instead of Foundation's JSONDecoder
+// into a typed Decodable request: measured, not assumed (issue 11, item 9; 2 December 2026).
+//
+// The alternative was built for the intake bodies (single and bulk NDJSON lines): JSONDecoder into a
+// `Decodable` struct (customer, quantity, section, seats, idempotency_key; unknown keys refused), then
+// the same validation (commit 505553a on 70ed731, reverted by the next one). One release build held
+// both, switched by an environment variable (BOXOFFICE_JSON=foundation) that the bench's API process
+// inherits; runs alternated hand-written / Foundation, 3 each:
+//
+//     swift build -c release --product boxoffice --scratch-path .build-release
+//     boxoffice bench --scenarios http --http-rates "" --saturation-connections 64,256 --http-seconds 8
+//
+// (API and 2 workers as processes, private PostgreSQL, wrk 4.1.0 with one thread; a shared 2-core
+// machine at load average 5–6, so single runs vary by ±20%.)
+//
+// | closed loop                                   | hand-written                        | JSONDecoder → Decodable             |
+// |-----------------------------------------------|-------------------------------------|-------------------------------------|
+// | POST /events/{id}/intents, 64 connections     | 5,484 / 5,807 / 7,076 req/s (6,122) | 7,078 / 6,323 / 5,031 req/s (6,144) |
+// | POST /events/{id}/intents, 256 connections    | 8,698 / 10,011 / 8,654 (9,121)      | 7,474 / 8,800 / 8,712 (8,329)       |
+// | bulk NDJSON, 1,000 per request, 8 connections | 65,214 / 71,195 / 67,701 intents/s  | 59,004 / 58,425 / 55,769 intents/s  |
+// |                                               | (68,037)                            | (57,733)                            |
+// | API peak RSS during bulk intake               | 53 / 52 / 53 MB                     | 53 / 52 / 52 MB                     |
+//
+// Single intake: no difference beyond the noise (the request is HTTP and a group commit; its body is
+// 40 bytes). Bulk intake: the hand-written reader is 18% faster, and every one of its runs beat every
+// Foundation run. Memory: no difference. Beyond speed, JSONDecoder would lose what the tests pin: it
+// reads `2.0`, `2e0` and `10.0000000000000001` into an `Int` (as 2, 2 and 10), keeps the first of two
+// equal keys, accepts trailing commas (`{"quantity": 1,}`), and cannot count a top-level array's items
+// while parsing (bulk bodies are refused at item 1,001, not after decoding a million). So the reader
+// stays. The writer (JSONWriter.swift) was not measured again here; its justification is its own.
+
 import Foundation
 import Hummingbird
 

@@ -1,12 +1,13 @@
 /// A strict RFC 8259 parser from bytes to ``JSONValue``: the intake hot path.
 ///
-/// Foundation's `JSONDecoder` decoding into an enum spent most of an intake request's CPU (every
-/// `try?` probe of the single-value container builds and throws an error). This parser reads the
-/// bytes once, allocates only the strings, arrays and objects it returns, and is bounded: nesting
-/// deeper than ``depthMax`` is refused, so a hostile body cannot exhaust the stack.
+/// Kept over `JSONDecoder` into a typed `Decodable` request by a measurement (the header of
+/// JSON.swift): 18% more bulk intents/s, and the strictness below. It reads the bytes once,
+/// allocates only the strings, arrays and objects it returns, and is bounded: nesting deeper than
+/// ``depthMax`` is refused, so a hostile body cannot exhaust the stack.
 ///
 /// It is stricter than JSONDecoder where that helps the API say what is wrong: a key given twice
-/// in one object is refused instead of silently keeping one of the two values.
+/// in one object is refused instead of silently keeping one of the two values, a trailing comma is
+/// malformed, and a number keeps whether it was written as an integer literal.
 struct JSONParser {
     /// Deepest nesting of arrays and objects accepted; no intake or event body needs more than 3.
     static let depthMax = 32

@@ -56,54 +56,68 @@ struct AcceptedBody {
     }
 }
 
-/// One item of a bulk intake answer: the intent it became, or why it was refused.
-struct BatchItemBody {
+/// One item of a bulk intake answer: the intent it became, or why it was refused (never both).
+struct BulkItemResult {
+    enum Outcome {
+        case accepted(UUID, replayed: Bool)
+        case refused(APIError)
+    }
+
     let index: Int
-    var id: UUID?
-    var replayed: Bool?
-    var error: APIError?
+    let outcome: Outcome
 
-    init(index: Int, accepted publicID: UUID, replayed: Bool) {
-        self.index = index
-        id = publicID
-        self.replayed = replayed
-    }
-
-    init(index: Int, refused error: APIError) {
-        self.index = index
-        self.error = error
-    }
-
+    /// Keys in sorted order, as for every body.
     func write(to json: inout JSONWriter) {
         json.object { json in
-            json.field("error", error?.code)
-            json.field("id", id)
-            json.field("index", index)
-            json.field("message", error?.message)
-            json.field("replayed", replayed)
-            if let id {
+            switch outcome {
+            case .accepted(let id, let replayed):
+                json.field("id", id)
+                json.field("index", index)
+                json.field("replayed", replayed)
                 json.field("status", "pending")
                 json.field("status_url", prefix: "/intents/", id)
+            case .refused(let error):
+                json.field("error", error.code)
+                json.field("index", index)
+                json.field("message", error.message)
             }
         }
     }
 }
 
-struct BatchBody {
-    let accepted: Int
-    let rejected: Int
-    let results: [BatchItemBody]
+/// The answer to a bulk intake request: one result per item, in request order.
+struct BulkBody {
+    let results: [BulkItemResult]
 
-    func response() -> Response {
-        JSONWriter.response { json in
-            json.object { json in
-                json.field("accepted", accepted)
-                json.field("rejected", rejected)
-                json.key("results")
-                json.array(results) { json, item in item.write(to: &json) }
+    /// `written` holds one result per valid item, in order (what ``Store/enqueue(_:notify:sendBefore:)`` returns).
+    init(items: [BulkItem], written: [IntakeResult]) {
+        var written = written.makeIterator()
+        results = items.enumerated().compactMap { index, item in
+            switch item {
+            case .refused(let error):
+                return BulkItemResult(index: index, outcome: .refused(error))
+            case .valid(let draft):
+                switch written.next() {
+                case .accepted(let publicID): return BulkItemResult(index: index, outcome: .accepted(publicID, replayed: false))
+                case .replayed(let publicID): return BulkItemResult(index: index, outcome: .accepted(publicID, replayed: true))
+                case .keyReused: return BulkItemResult(index: index, outcome: .refused(.keyReused(draft.idempotencyKey ?? "")))
+                case nil: return nil
+                }
             }
         }
     }
+
+    func write(to json: inout JSONWriter) {
+        let accepted = results.count { if case .accepted = $0.outcome { true } else { false } }
+        json.object { json in
+            json.field("accepted", accepted)
+            json.field("rejected", results.count - accepted)
+            json.key("results")
+            json.array(results) { json, item in item.write(to: &json) }
+        }
+    }
+
+    func response() -> Response { JSONWriter.response { json in write(to: &json) } }
 }
 
 /// An intent's status: pending (with its place in the queue), confirmed (with seats) or rejected.

@@ -163,8 +163,8 @@ extension Store {
     /// Group commit is how intake keeps up with HTTP: one INSERT per request tops out far lower.
     ///
     /// `notify: false` skips the NOTIFY that wakes idle workers. PostgreSQL serializes the commits of
-    /// notifying transactions (a global lock held through the WAL flush), so the intake batcher
-    /// notifies at most once per ``IntakeBatcher/Configuration/notifyIntervalMin`` and busy workers
+    /// notifying transactions (a global lock held through the WAL flush), so intake's group commit
+    /// notifies at most once per ``IntakeGroupCommit/Configuration/notifyIntervalMin`` and busy workers
     /// find the rest by looking again.
     ///
     /// `sendBefore`: the statement is not sent once this instant has passed (see ``rows(_:on:sendBefore:)``).

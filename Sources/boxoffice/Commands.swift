@@ -81,9 +81,9 @@ struct Serve: AsyncParsableCommand {
         configuration.quantityMax = quantityMax
         configuration.bodyBytesMax = bodyBytesMax
         configuration.longPollSecondsMax = longPollSecondsMax
-        configuration.batcher.batchSizeMax = intakeBatchMax
-        configuration.batcher.flushersMax = intakeFlushers
-        configuration.batcher.waitingMax = intakeWaitingMax
+        configuration.groupCommit.groupSizeMax = intakeBatchMax
+        configuration.groupCommit.flushersMax = intakeFlushers
+        configuration.groupCommit.waitingMax = intakeWaitingMax
         configuration.databaseWaitMilliseconds = databaseWaitMilliseconds
         configuration.clients.connectionsMax = clientConnectionsMax
         configuration.clients.headerBytesMax = clientHeaderBytesMax

@@ -115,7 +115,7 @@ extension IntegrationTests {
 
         @Test("Bulk intake as NDJSON; whole-request errors (malformed, empty, too many, unknown event) write nothing")
         func bulkIntakeNDJSONAndRefusals() async throws {
-            try await withLiveAPI(configure: { $0.batchItemsMax = 5 }) { api in
+            try await withLiveAPI(configure: { $0.bulkItemsMax = 5 }) { api in
                 let event = try await api.createGeneralAdmission(100)
                 let ndjson = [("Content-Type", "application/x-ndjson")]
                 let lines = "{\"customer\": \"a\", \"quantity\": 1}\r\n\n{\"customer\": \"b\", \"quantity\": 2}\n"

@@ -117,7 +117,7 @@ extension IntegrationTests {
             }
         }
 
-        @Test("Intake notifies the workers only when asked to (the batcher throttles NOTIFY)")
+        @Test("Intake notifies the workers only when asked to (the intake group commit throttles NOTIFY)")
         func intakeNotifyFlag() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database) { store in

@@ -4,15 +4,15 @@ import ServiceLifecycle
 import Synchronization
 
 /// Group commit for intake: concurrent requests wait here and are written by a few flushers, each
-/// taking everything queued so far (up to `batchSizeMax`) into one INSERT.
+/// taking everything queued so far (up to `groupSizeMax`) into one INSERT.
 ///
 /// No timer is involved: while one flush is in flight the next group forms, so a quiet server writes
 /// each intent at once and a busy one writes hundreds per fsync. A request is answered only after
 /// the statement holding its row has committed.
-public final class IntakeBatcher: Service, Sendable {
+public final class IntakeGroupCommit: Service, Sendable {
     public struct Configuration: Sendable {
         /// Rows per INSERT at most.
-        public var batchSizeMax = 1_000
+        public var groupSizeMax = 1_000
         /// A request with less time than this left when its group is formed is answered 503 and not
         /// written: a group's write is bounded by its earliest deadline, and a sliver of time would
         /// only make a whole group time out (and perhaps commit after its 503s).
@@ -62,7 +62,8 @@ public final class IntakeBatcher: Service, Sendable {
         var health = Health.healthy
     }
 
-    public enum BatcherError: Error, Equatable {
+    /// Why a request was refused unwritten.
+    public enum Refusal: Error, Equatable {
         case overloaded
         case stopped
         /// The request's deadline passed before its group could be written: it was not written.
@@ -91,7 +92,7 @@ public final class IntakeBatcher: Service, Sendable {
     /// passes. A request whose deadline passes before its group is written is never written.
     public func submit(_ draft: IntentDraft, deadline: ContinuousClock.Instant) async throws -> IntakeResult {
         try await withCheckedThrowingContinuation { continuation in
-            let outcome: Result<CheckedContinuation<Void, Never>?, BatcherError> = state.withLock { state in
+            let outcome: Result<CheckedContinuation<Void, Never>?, Refusal> = state.withLock { state in
                 if state.stopped { return .failure(.stopped) }
                 if state.waiting.count >= configuration.waitingMax { return .failure(.overloaded) }
                 switch state.health {
@@ -132,7 +133,7 @@ public final class IntakeBatcher: Service, Sendable {
 
     /// Answers every request still waiting with `error` (nothing of theirs is written), after `update`
     /// changes the state under the same lock, so no request slips in between.
-    private func refuseWaiting(_ error: BatcherError, update: (inout State) -> Void) {
+    private func refuseWaiting(_ error: Refusal, update: (inout State) -> Void) {
         let refused = state.withLock { state in
             update(&state)
             defer { state.waiting.removeAll() }
@@ -164,18 +165,18 @@ public final class IntakeBatcher: Service, Sendable {
         while true {
             let now = ContinuousClock.now
             let (taken, stopped): ([Waiting], Bool) = state.withLock { state in
-                if state.waiting.count <= configuration.batchSizeMax {
+                if state.waiting.count <= configuration.groupSizeMax {
                     defer { state.waiting = [] }
                     return (state.waiting, state.stopped)
                 }
-                let group = Array(state.waiting.prefix(configuration.batchSizeMax))
-                state.waiting.removeFirst(configuration.batchSizeMax)
+                let group = Array(state.waiting.prefix(configuration.groupSizeMax))
+                state.waiting.removeFirst(configuration.groupSizeMax)
                 return (group, state.stopped)
             }
             // Requests whose deadline has (all but) passed while they waited are answered now and never written.
             let cutoff = now + configuration.writeTimeMin
             let expired = taken.filter { $0.deadline <= cutoff }
-            for waiting in expired { waiting.continuation.resume(throwing: BatcherError.deadlineExceeded) }
+            for waiting in expired { waiting.continuation.resume(throwing: Refusal.deadlineExceeded) }
             let group = expired.isEmpty ? taken : taken.filter { $0.deadline > cutoff }
             if group.isEmpty {
                 if !taken.isEmpty { continue }
