@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import BoxofficeStore
 import Histogram
@@ -267,16 +268,12 @@ public final class AllocationWorker: Service, Sendable {
     }
 
     private func listenForIntents() async {
-        var backoff = Duration.milliseconds(100)
-        while !Task.isCancelled {
-            do {
-                try await store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
-            } catch {
-                if Task.isCancelled { return }
-                logger.info("intake LISTEN connection lost; polling until it is back", metadata: ["error": "\(describeDatabaseError(error))"])
-            }
-            try? await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, .seconds(5))
+        await listenUntilCancelled {
+            try await self.store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
+        } connectionLost: { error, retryIn in
+            self.logger.info("intake LISTEN connection lost; polling until it is back", metadata: [
+                "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
+            ])
         }
     }
 }
