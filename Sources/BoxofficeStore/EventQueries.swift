@@ -81,7 +81,7 @@ extension Store {
         guard let connection else {
             return try await loadEvent(eventID) { try await self.client.query($0, logger: logger) }
         }
-        return try await onHeld(connection) {
+        return try await runBounded(on: connection) {
             try await self.loadEvent(eventID) { try await connection.query($0, logger: logger) }
         }
     }

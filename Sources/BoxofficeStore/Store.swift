@@ -91,7 +91,7 @@ extension Store {
 
     /// Runs one statement (and reads its rows) on a connection this task holds, bounded, and fails
     /// fast when the connection is already gone instead of writing to it (see ``withTimeout(_:_:)``).
-    func onHeld<T: Sendable>(_ connection: PostgresConnection, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func runBounded<T: Sendable>(on connection: PostgresConnection, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard !connection.isClosed else { throw StoreError.connectionLost }
         return try await withTimeout(heldStatementBound, body)
     }
@@ -104,16 +104,16 @@ extension Store {
     func transaction<T: Sendable>(snapshot: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             let logger = self.logger
-            _ = try await self.onHeld(connection) {
+            _ = try await self.runBounded(on: connection) {
                 try await connection.query(snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: logger)
             }
             do {
                 let value = try await body(connection)
-                _ = try await self.onHeld(connection) { try await connection.query("COMMIT", logger: logger) }
+                _ = try await self.runBounded(on: connection) { try await connection.query("COMMIT", logger: logger) }
                 return value
             } catch {
                 if !connection.isClosed {
-                    _ = try? await self.onHeld(connection) { try await connection.query("ROLLBACK", logger: logger) }
+                    _ = try? await self.runBounded(on: connection) { try await connection.query("ROLLBACK", logger: logger) }
                 }
                 throw error
             }
