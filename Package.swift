@@ -26,10 +26,14 @@ let package = Package(
     targets: [
         // Domain values and the allocator. Pure Swift: no I/O, no Postgres.
         .target(name: "BoxofficeCore"),
+        // Bounded waits, the process-wide deadline clock, the doorbell and the LISTEN retry loop: what the
+        // Store, the API and the Worker share for waiting. No Postgres.
+        .target(name: "BoxofficeConcurrency"),
         // Every SQL statement, the migrations runner and the connection configuration.
         .target(
             name: "BoxofficeStore",
             dependencies: [
+                "BoxofficeConcurrency",
                 "BoxofficeCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 // TLS settings of database connections (sslmode, sslrootcert).
@@ -44,6 +48,7 @@ let package = Package(
         .target(
             name: "BoxofficeAPI",
             dependencies: [
+                "BoxofficeConcurrency",
                 "BoxofficeCore",
                 "BoxofficeStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -64,6 +69,7 @@ let package = Package(
         .target(
             name: "BoxofficeWorker",
             dependencies: [
+                "BoxofficeConcurrency",
                 "BoxofficeCore",
                 "BoxofficeStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,6 +108,8 @@ let package = Package(
         .executableTarget(name: "boxoffice-embed"),
         .plugin(name: "EmbedFiles", capability: .buildTool(), dependencies: ["boxoffice-embed"]),
         .testTarget(name: "BoxofficeCoreTests", dependencies: ["BoxofficeCore"]),
+        // No database: withTimeout, the deadline clock, the doorbell and the LISTEN retry loop.
+        .testTarget(name: "BoxofficeConcurrencyTests", dependencies: ["BoxofficeConcurrency"]),
         // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
         // access-token rule, request validation and the route table, DATABASE_URL's TLS settings and the
         // migrations compiled into the binary.

@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeStore
 import Logging
 import ServiceLifecycle

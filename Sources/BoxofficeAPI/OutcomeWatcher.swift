@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import BoxofficeStore
 import Foundation
@@ -136,18 +137,14 @@ public final class OutcomeWatcher: Service, Sendable {
     }
 
     private func listenForSettles() async {
-        var backoff = Duration.milliseconds(100)
-        while !Task.isCancelled {
-            do {
-                try await store.listen(on: Store.outcomesChannel) { payload in
-                    if let event = EventID(payload) { self.eventSettled(event) }
-                }
-            } catch {
-                if Task.isCancelled { return }
-                logger.info("outcome LISTEN connection lost; polling until it is back", metadata: ["error": "\(describeDatabaseError(error))"])
+        await listenUntilCancelled {
+            try await self.store.listen(on: Store.outcomesChannel) { payload in
+                if let event = EventID(payload) { self.eventSettled(event) }
             }
-            try? await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, .seconds(5))
+        } connectionLost: { error, retryIn in
+            self.logger.info("outcome LISTEN connection lost; polling until it is back", metadata: [
+                "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
+            ])
         }
     }
 

@@ -32,10 +32,10 @@ struct EventBody: Encodable {
         pending = summary.pending
         switch summary.layout {
         case .generalAdmission:
-            kind = "general_admission"
+            kind = EventKind.generalAdmission.rawValue
             sections = nil
         case .seatMap(let layout):
-            kind = "seat_map"
+            kind = EventKind.seatMap.rawValue
             sections = layout.map { Section(name: $0.name, rows: $0.rows, seatsPerRow: $0.seatsPerRow) }
         }
     }
@@ -49,7 +49,7 @@ struct AcceptedBody {
         JSONWriter.response(status: .accepted, headers: headers) { json in
             json.object { json in
                 json.field("id", id)
-                json.field("status", "pending")
+                json.field("status", IntentStatusWord.pending.rawValue)
                 json.field("status_url", prefix: "/intents/", id)
             }
         }
@@ -74,7 +74,7 @@ struct BulkItemResult {
                 json.field("id", id)
                 json.field("index", index)
                 json.field("replayed", replayed)
-                json.field("status", "pending")
+                json.field("status", IntentStatusWord.pending.rawValue)
                 json.field("status_url", prefix: "/intents/", id)
             case .refused(let error):
                 json.field("error", error.code)
@@ -128,9 +128,9 @@ struct StatusBody {
 
     func response(headers: HTTPFields = [:]) -> Response {
         let (state, seats, reason, queuePosition): (String, [String], String?, Int?) = switch status.state {
-        case .pending(let ahead): ("pending", [], nil, ahead + 1)
-        case .decided(.confirmed(_, let labels)): ("confirmed", labels.map(\.description), nil, nil)
-        case .decided(.rejected(let why)): ("rejected", [], why.rawValue, nil)
+        case .pending(let ahead): (IntentStatusWord.pending.rawValue, [], nil, ahead + 1)
+        case .decided(.confirmed(_, let labels)): (IntentStatusWord.confirmed.rawValue, labels.map(\.description), nil, nil)
+        case .decided(.rejected(let why)): (IntentStatusWord.rejected.rawValue, [], why.rawValue, nil)
         }
         return JSONWriter.response(headers: headers) { json in
             json.object { json in

@@ -107,8 +107,7 @@ extension Store {
     func seatRowsWithFreeSeats(of eventID: EventID, on connection: PostgresConnection) async throws -> [SeatRow] {
         var result: [SeatRow] = []
         for (section, rowNumber, width, taken) in try await rows(SeatRowsStatement(eventID: eventID), on: connection) {
-            let bytes = Array(taken.readableBytesView)
-            let bits = (0..<width).map { bytes[$0 >> 3] & (1 << UInt8($0 & 7)) != 0 }
+            let bits = try SeatBitmap.taken(taken, seats: width, of: "event \(eventID)'s seat row \(section)/\(rowNumber)")
             result.append(SeatRow(sectionIndex: section, row: rowNumber, taken: bits))
         }
         return result
@@ -124,23 +123,16 @@ extension Store {
         var statuses: [String] = [], reasons: [String] = [], seats: [String] = [], errors: [String] = []
         statuses.reserveCapacity(count); reasons.reserveCapacity(count); seats.reserveCapacity(count); errors.reserveCapacity(count)
         for outcome in outcomes {
-            switch outcome {
-            case .confirmed(_, let labels):
-                statuses.append("confirmed"); reasons.append(""); seats.append(labels.map(\.description).joined(separator: ","))
-            case .rejected(let reason):
-                statuses.append("rejected"); reasons.append(reason.rawValue); seats.append("")
-            }
+            let columns = outcome.columns
+            statuses.append(columns.status); reasons.append(columns.reason); seats.append(columns.seats)
             errors.append("")
         }
         for row in setAside {
-            statuses.append("rejected"); reasons.append(row.reason.rawValue); seats.append("")
+            let columns = Outcome.rejected(row.reason).columns
+            statuses.append(columns.status); reasons.append(columns.reason); seats.append(columns.seats)
             errors.append(String(row.error.prefix(Self.quarantineErrorLengthMax)))
         }
-        let bitmaps: [ByteBuffer] = changed.map { row in
-            var bytes = [UInt8](repeating: 0, count: (row.taken.count + 7) / 8)
-            for (index, isTaken) in row.taken.enumerated() where isTaken { bytes[index >> 3] |= 1 << UInt8(index & 7) }
-            return ByteBuffer(bytes: bytes)
-        }
+        let bitmaps = changed.map { SeatBitmap.buffer($0.taken) }
         let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
                                         seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
         for (recorded, kept, rowsWritten, counted, _) in try await rows(statement, on: connection) {

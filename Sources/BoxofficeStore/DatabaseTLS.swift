@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import Foundation
 import Logging
 import NIOCore

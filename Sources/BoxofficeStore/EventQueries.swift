@@ -19,7 +19,7 @@ extension Store {
     /// Creates the event, its inventory row and, for a seat map, its sections and seat rows, in one
     /// transaction (a few statements, whatever the number of seats).
     public func createEvent(name: String, layout: EventLayout) async throws -> EventSummary {
-        let kind = if case .generalAdmission = layout { "general_admission" } else { "seat_map" }
+        let kind = EventKind(layout).rawValue
         let capacity = layout.capacity
         let id = try await client.withTransaction(logger: logger) { connection -> EventID in
             let rows = try await connection.query("""
@@ -81,7 +81,7 @@ extension Store {
         guard let connection else {
             return try await loadEvent(eventID) { try await self.client.query($0, logger: logger) }
         }
-        return try await onHeld(connection) {
+        return try await runBounded(on: connection) {
             try await self.loadEvent(eventID) { try await connection.query($0, logger: logger) }
         }
     }
@@ -90,7 +90,7 @@ extension Store {
         var event: (String, String, Int)?
         for try await row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)").decode((String, String, Int).self) { event = row }
         guard let (name, kind, capacity) = event else { return nil }
-        if kind == "general_admission" { return (name, .generalAdmission(capacity: capacity)) }
+        if kind == EventKind.generalAdmission.rawValue { return (name, .generalAdmission(capacity: capacity)) }
         var sections: [SectionLayout] = []
         let sectionsQuery: PostgresQuery = """
             SELECT name, row_count, seats_per_row FROM sections WHERE event_id = \(eventID) ORDER BY position
@@ -108,13 +108,8 @@ extension Store {
     public func eventSummary(_ eventID: EventID) async throws -> EventSummary? {
         guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
         let rows = try await client.query("""
-            SELECT inv.sold, inv.available,
-                   CASE WHEN counted.n < \(Self.queuePositionCountMax) THEN counted.n
-                        ELSE greatest(counted.n, (SELECT max(q.id) FROM intents q WHERE q.event_id = inv.event_id)
-                                                 - (SELECT min(q.id) FROM intents q WHERE q.event_id = inv.event_id) + 1) END
+            SELECT inv.sold, inv.available, \(unescaped: Self.queuedCountSQL(event: "inv.event_id", below: nil))
             FROM inventory inv
-            CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM intents i WHERE i.event_id = inv.event_id
-                                                           LIMIT \(Self.queuePositionCountMax)) q) counted
             WHERE inv.event_id = \(eventID)
             """, logger: logger)
         for try await (sold, available, pending) in rows.decode((Int, Int, Int).self) {

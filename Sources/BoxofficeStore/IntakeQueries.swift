@@ -42,37 +42,6 @@ public enum IntakeResult: Sendable, Equatable {
     }
 }
 
-extension PurchaseRequest {
-    var sectionColumn: String? {
-        if case .inSection(let section, _) = self { return section }
-        return nil
-    }
-
-    /// Seat labels joined by commas (labels cannot contain one), for one text element per intent.
-    var seatsColumn: String? {
-        if case .seats(let labels) = self { return labels.map(\.description).joined(separator: ",") }
-        return nil
-    }
-
-    /// The request a queued row holds; throws for a row intake would never have written.
-    init(quantity: Int, section: String?, seats: [String]?) throws {
-        if let seats {
-            guard section == nil else {
-                throw StoreError.invariantBroken("queued intent names both section \(section ?? "") and seats")
-            }
-            let labels = seats.compactMap { SeatLabel(parsing: $0) }
-            guard labels.count == seats.count, labels.count == quantity else {
-                throw StoreError.invariantBroken("queued intent holds unparsable seats \(seats)")
-            }
-            self = .seats(labels)
-        } else if let section {
-            self = .inSection(section, quantity: quantity)
-        } else {
-            self = .anywhere(quantity: quantity)
-        }
-    }
-}
-
 /// Inserts a group of intents, their acceptance records and their Idempotency-Keys in one statement,
 /// and notifies workers if asked. A key already taken (same event, customer and key) makes its row
 /// skip the queue and the acceptance record, so a replay accepts nothing new; the caller looks the

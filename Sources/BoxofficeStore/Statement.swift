@@ -40,7 +40,7 @@ extension Store {
         let prepared = configuration.preparedStatements && !S.plansPerExecution
         let logger = self.logger
         do {
-            return try await onHeld(connection) {
+            return try await runBounded(on: connection) {
                 var result: [S.Row] = []
                 if prepared {
                     for try await row in try await connection.execute(statement, logger: logger) { result.append(row) }

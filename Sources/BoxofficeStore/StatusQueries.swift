@@ -34,12 +34,9 @@ struct StatusStatement: StoreStatement {
         SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint
         FROM outcomes o WHERE o.public_id = \(publicID)
         UNION ALL
-        SELECT i.event_id, i.quantity, 'pending', NULL, '{}'::text[],
-               CASE WHEN ahead.n < \(Store.queuePositionCountMax) THEN ahead.n
-                    ELSE greatest(ahead.n, i.id - (SELECT min(q.id) FROM intents q WHERE q.event_id = i.event_id)) END
+        SELECT i.event_id, i.quantity, '\(unescaped: IntentStatusWord.pending.rawValue)', NULL, '{}'::text[],
+               \(unescaped: Store.queuedCountSQL(event: "i.event_id", below: "i.id"))
         FROM intents i
-        CROSS JOIN LATERAL (SELECT count(*) AS n FROM (SELECT 1 FROM intents q WHERE q.event_id = i.event_id AND q.id < i.id
-                                                       LIMIT \(Store.queuePositionCountMax)) counted) ahead
         WHERE i.public_id = \(publicID)
         LIMIT 1
         """
@@ -72,12 +69,27 @@ extension Store {
     /// shared by all events), exact while one event is on sale. Counting to 100,000 cost 28 ms per status.
     public static let queuePositionCountMax = 1_000
 
+    /// SQL (a scalar subquery) for the queued intents of `event` whose ids are below `below` (both SQL
+    /// expressions; nil `below`: all of the event's), by the rule of ``queuePositionCountMax``: counted
+    /// up to it, past it estimated from the ids (`below`, or the event's newest id + 1, minus its oldest).
+    /// The one spelling of a queue position (`below`: the intent's id) and an event's pending count.
+    static func queuedCountSQL(event: String, below: String?) -> String {
+        let bound = below ?? "(SELECT max(q.id) + 1 FROM intents q WHERE q.event_id = \(event))"
+        let ahead = below.map { " AND q.id < \($0)" } ?? ""
+        return """
+            (SELECT CASE WHEN counted.n < \(queuePositionCountMax) THEN counted.n
+                         ELSE greatest(counted.n, \(bound) - (SELECT min(q.id) FROM intents q WHERE q.event_id = \(event))) END
+             FROM (SELECT count(*) AS n FROM (SELECT 1 FROM intents q WHERE q.event_id = \(event)\(ahead)
+                                              LIMIT \(queuePositionCountMax)) limited) counted)
+            """
+    }
+
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
         guard let (eventID, quantity, status, reason, seats, ahead) = try await rows(StatusStatement(publicID: publicID)).first else { return nil }
-        let state: IntentStatus.State = status == "pending"
+        let state: IntentStatus.State = status == IntentStatusWord.pending.rawValue
             ? .pending(ahead: ahead)
-            : .decided(try Self.outcome(of: publicID, status: status, quantity: quantity, reason: reason, seats: seats))
+            : .decided(try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID))
         return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: state)
     }
 
@@ -86,17 +98,9 @@ extension Store {
         guard !publicIDs.isEmpty else { return [:] }
         var result: [UUID: IntentStatus] = [:]
         for (publicID, eventID, quantity, status, reason, seats) in try await rows(OutcomesStatement(publicIDs: publicIDs)) {
-            let outcome = try Self.outcome(of: publicID, status: status, quantity: quantity, reason: reason, seats: seats)
+            let outcome = try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID)
             result[publicID] = IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome))
         }
         return result
-    }
-
-    static func outcome(of publicID: UUID, status: String, quantity: Int, reason: String?, seats: [String]) throws -> Outcome {
-        if status == "confirmed" { return .confirmed(quantity: quantity, seats: seats.compactMap { SeatLabel(parsing: $0) }) }
-        guard let reason = reason.flatMap(RejectionReason.init(rawValue:)) else {
-            throw StoreError.invariantBroken("outcome of \(publicID) has unknown reason \(reason ?? "null")")
-        }
-        return .rejected(reason)
     }
 }

@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import Foundation
 import Logging
@@ -83,85 +84,6 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-public struct TimeoutError: Error, CustomStringConvertible {
-    public let duration: Duration
-    public var description: String { "timed out after \(duration)" }
-}
-
-/// Runs `body`, or throws ``TimeoutError`` once `duration` passes: bounds every wait on the network.
-///
-/// The caller is released when the time is up even if `body` ignores cancellation: `body` runs in
-/// its own task, which is cancelled and left to finish alone. That matters here because PostgresNIO
-/// (1.33) never completes a statement written to a connection that has just closed (the write is
-/// sent without a promise), and such a statement does not answer cancellation either.
-public func withTimeout<T: Sendable>(_ duration: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let race = TimeoutRace<T>()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-            race.start(continuation, duration: duration, body: body)
-        }
-    } onCancel: {
-        race.finish(.failure(CancellationError()))
-    }
-}
-
-/// The first of `body`'s result, the deadline (``TimeoutWatchdog``) and the caller's cancellation wins;
-/// the others are dropped.
-private final class TimeoutRace<T: Sendable>: Sendable {
-    struct State {
-        var continuation: CheckedContinuation<T, any Error>?
-        var early: Result<T, any Error>?
-        var finished = false
-        var work: Task<Void, Never>?
-        var timer: Int?
-    }
-
-    let state = Mutex(State())
-
-    func start(_ continuation: CheckedContinuation<T, any Error>, duration: Duration, body: @escaping @Sendable () async throws -> T) {
-        let early = state.withLock { state -> Result<T, any Error>? in
-            if let early = state.early { return early }
-            state.continuation = continuation
-            return nil
-        }
-        if let early { return continuation.resume(with: early) }
-        let timer = TimeoutWatchdog.shared.register(deadline: .now + duration) {
-            self.finish(.failure(TimeoutError(duration: duration)))
-        }
-        let work = Task {
-            do { self.finish(.success(try await body())) } catch { self.finish(.failure(error)) }
-        }
-        let late = state.withLock { state -> Bool in
-            if state.finished { return true }
-            state.work = work
-            state.timer = timer
-            return false
-        }
-        if late {
-            work.cancel()
-            TimeoutWatchdog.shared.cancel(timer)
-        }
-    }
-
-    func finish(_ result: Result<T, any Error>) {
-        let winner = state.withLock { state -> (CheckedContinuation<T, any Error>, Task<Void, Never>?, Int?)? in
-            if state.finished { return nil }
-            state.finished = true
-            guard let continuation = state.continuation else {
-                state.early = result  // cancelled before it started
-                return nil
-            }
-            state.continuation = nil
-            defer { state.work = nil; state.timer = nil }
-            return (continuation, state.work, state.timer)
-        }
-        guard let (continuation, work, timer) = winner else { return }
-        continuation.resume(with: result)
-        work?.cancel()
-        if let timer { TimeoutWatchdog.shared.cancel(timer) }
-    }
-}
-
 extension Store {
     /// Longest any one statement on a held connection may take client-side: the server's own
     /// `statement_timeout` plus a margin for the network.
@@ -169,7 +91,7 @@ extension Store {
 
     /// Runs one statement (and reads its rows) on a connection this task holds, bounded, and fails
     /// fast when the connection is already gone instead of writing to it (see ``withTimeout(_:_:)``).
-    func onHeld<T: Sendable>(_ connection: PostgresConnection, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func runBounded<T: Sendable>(on connection: PostgresConnection, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard !connection.isClosed else { throw StoreError.connectionLost }
         return try await withTimeout(heldStatementBound, body)
     }
@@ -182,16 +104,16 @@ extension Store {
     func transaction<T: Sendable>(snapshot: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await client.withConnection { connection in
             let logger = self.logger
-            _ = try await self.onHeld(connection) {
+            _ = try await self.runBounded(on: connection) {
                 try await connection.query(snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: logger)
             }
             do {
                 let value = try await body(connection)
-                _ = try await self.onHeld(connection) { try await connection.query("COMMIT", logger: logger) }
+                _ = try await self.runBounded(on: connection) { try await connection.query("COMMIT", logger: logger) }
                 return value
             } catch {
                 if !connection.isClosed {
-                    _ = try? await self.onHeld(connection) { try await connection.query("ROLLBACK", logger: logger) }
+                    _ = try? await self.runBounded(on: connection) { try await connection.query("ROLLBACK", logger: logger) }
                 }
                 throw error
             }

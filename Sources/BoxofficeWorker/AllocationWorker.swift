@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import BoxofficeStore
 import Histogram
@@ -5,39 +6,42 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// One worker: claims a batch, lets the allocator decide it, settles it, repeats.
+/// One worker: claims a batch of one event's intents, lets the allocator decide it, settles it, repeats.
 ///
+/// Here that unit of work is a *claim* (a claimed batch: the intents one transaction claims, decides and
+/// settles), never the API's intake group or a bulk intake request. Log lines and their keys keep the
+/// word `batch` (`settled batch`, `batches`, `batch_p99_us`): operators and the benchmark read them.
 /// It sleeps only when no event has work, and wakes on the intake NOTIFY or, failing that, a poll.
-/// On graceful shutdown (SIGTERM) it finishes the batch in hand and takes no new one.
+/// On graceful shutdown (SIGTERM) it finishes the claim in hand and takes no new one.
 public final class AllocationWorker: Service, Sendable {
     public struct Configuration: Sendable {
-        /// Intents claimed and settled per transaction.
+        /// Intents claimed and settled per transaction: the size of a full claim (`--batch-size`).
         public var batchSizeMax = 512
         /// Longest sleep when idle before looking again without a notification.
         public var pollInterval: Duration = .milliseconds(250)
-        /// Pause after a batch smaller than ``smallBatch`` (or a wake-up from idle) before claiming again.
+        /// Pause after a claim smaller than ``smallClaim`` (or a wake-up from idle) before claiming again.
         ///
         /// When intake trickles in, claiming at once settles a handful of intents per transaction, and
         /// each transaction costs the same 5–6 round trips and one commit whatever its size (and wakes
-        /// every long-poll of the event). A few milliseconds of patience make batches several times
+        /// every long-poll of the event). A few milliseconds of patience make claims several times
         /// larger at the price of that much outcome latency. Zero claims at once.
         public var linger: Duration = .milliseconds(5)
-        /// Batches smaller than this are followed by ``linger``.
-        public var smallBatch = 64
-        /// Idle within ``hotPeriod`` of its last batch, a worker looks again this often instead of
+        /// Claims smaller than this are followed by ``linger``.
+        public var smallClaim = 64
+        /// Idle within ``hotPeriod`` of its last claim, a worker looks again this often instead of
         /// every ``pollInterval``: intake sends at most one NOTIFY per 10 ms per API process, so a
         /// group that commits just after a look is found by the next one, not 250 ms later.
         public var hotPollInterval: Duration = .milliseconds(10)
         public var hotPeriod: Duration = .seconds(1)
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
         public var listen = true
-        /// Upper bound of the back-off after a failed batch (the database down, a timeout).
+        /// Upper bound of the back-off after a failed claim (the database down, a timeout).
         public var errorBackoffMax: Duration = .seconds(5)
-        /// Failures of one event's batch, in a row, at one claim size before that event's claims are
+        /// Failures of one event's claims, in a row, at one claim size before that event's claims are
         /// halved (down to 1); at a claim size of 1, before the one intent claimed is quarantined. Only
-        /// failures the batch may cause itself count (``BatchFailure/mayBeTheBatch``: data errors,
+        /// failures the claim may cause itself count (``BatchFailure/mayBeTheBatch``: data errors,
         /// statement timeouts); a database that is away is backed off, never quarantined for.
-        /// From 512, a batch that always fails takes 2 × 10 failures to shrink to 1 and 2 more to
+        /// From 512, a claim that always fails takes 2 × 10 failures to shrink to 1 and 2 more to
         /// quarantine its intent.
         public var failuresPerClaimSize = 2
         /// Pause after such a failure before the retry: the database answered, so no growing back-off.
@@ -61,16 +65,16 @@ public final class AllocationWorker: Service, Sendable {
 
     /// Totals since start, for logs, `work` summaries and the benchmark.
     public struct Totals: Sendable {
-        public var batches = 0
+        public var claims = 0
         public var intents = 0
         public var confirmed = 0
         public var rejected = 0
         public var ticketsSold = 0
-        public var failedBatches = 0
+        public var failedClaims = 0
         /// Intents set aside: invalid rows rejected at claim time, and intents quarantined alone.
         public var quarantined = 0
-        /// Wall time of each settled batch (claim to commit), microseconds.
-        public var batchMicroseconds = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        /// Wall time of each settled claim (claim to commit), microseconds.
+        public var claimMicroseconds = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     }
 
     let store: Store
@@ -100,28 +104,28 @@ public final class AllocationWorker: Service, Sendable {
         }
         let totals = self.totals
         logger.info("worker stopped", metadata: [
-            "batches": "\(totals.batches)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
+            "batches": "\(totals.claims)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
             "rejected": "\(totals.rejected)", "quarantined": "\(totals.quarantined)", "tickets_sold": "\(totals.ticketsSold)",
-            "batch_p50_us": "\(totals.batchMicroseconds.valueAtPercentile(50))",
-            "batch_p99_us": "\(totals.batchMicroseconds.valueAtPercentile(99))",
-            "batch_max_us": "\(totals.batchMicroseconds.max)",
+            "batch_p50_us": "\(totals.claimMicroseconds.valueAtPercentile(50))",
+            "batch_p99_us": "\(totals.claimMicroseconds.valueAtPercentile(99))",
+            "batch_max_us": "\(totals.claimMicroseconds.max)",
         ])
     }
 
-    /// An event whose batches failed in a way the batch itself may cause: its claims are shrunk until a
-    /// batch settles past every intent the first failing batch had claimed.
+    /// An event whose claims failed in a way the claim itself may cause: its claims are shrunk until a
+    /// claim settles past every intent the first failing claim had claimed.
     struct Strain {
         var claimSizeMax: Int
         var failuresAtSize = 0
-        /// The largest intent id claimed by a failing batch: the culprit is at or below it.
+        /// The largest intent id claimed by a failing claim: the culprit is at or below it.
         var suspectIntentIDMax: Int64
         let since: ContinuousClock.Instant
     }
 
-    /// The loop. Never cancelled in the middle of a batch by a graceful shutdown: only the idle wait is.
+    /// The loop. Never cancelled in the middle of a claim by a graceful shutdown: only the idle wait is.
     func allocateUntilShutdown() async {
         var backoff = Duration.milliseconds(50)
-        var lastBatch = ContinuousClock.now - configuration.hotPeriod
+        var lastClaim = ContinuousClock.now - configuration.hotPeriod
         var strains: [EventID: Strain] = [:]
         // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
         var quarantinesByEvent: [EventID: Int] = [:]
@@ -129,23 +133,23 @@ public final class AllocationWorker: Service, Sendable {
             do {
                 let started = ContinuousClock.now
                 let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax,
-                                                               claimSizeMaxByEvent: strains.mapValues(\.claimSizeMax)) { inventory, batch in
-                    Allocator.allocate(batch, from: &inventory)
+                                                               claimSizeMaxByEvent: strains.mapValues(\.claimSizeMax)) { inventory, claimed in
+                    Allocator.allocate(claimed, from: &inventory)
                 }
                 backoff = .milliseconds(50)
                 guard let report else {
-                    let hot = ContinuousClock.now - lastBatch < configuration.hotPeriod
+                    let hot = ContinuousClock.now - lastClaim < configuration.hotPeriod
                     let wait = hot ? min(configuration.hotPollInterval, configuration.pollInterval) : configuration.pollInterval
                     await cancelWhenGracefulShutdown { await self.doorbell.wait(timeout: wait) }
                     if !hot { await linger() }
                     continue
                 }
-                lastBatch = .now
+                lastClaim = .now
                 let elapsed = (ContinuousClock.now - started).components
                 let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)
                 totalsState.withLock { totals in
-                    _ = totals.batchMicroseconds.record(microseconds)
-                    totals.batches += 1
+                    _ = totals.claimMicroseconds.record(microseconds)
+                    totals.claims += 1
                     totals.intents += report.intents
                     totals.confirmed += report.confirmed
                     totals.rejected += report.rejected
@@ -170,11 +174,11 @@ public final class AllocationWorker: Service, Sendable {
                     "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
                     "rejected": "\(report.rejected)", "tickets_sold": "\(report.ticketsSold)",
                 ])
-                // After the batch is timed: the pause is not part of the batch.
-                if report.intents < min(configuration.smallBatch, configuration.batchSizeMax) { await linger() }
+                // After the claim is timed: the pause is not part of the claim.
+                if report.intents < min(configuration.smallClaim, configuration.batchSizeMax) { await linger() }
             } catch let failure as BatchFailure
                         where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax {
-                totalsState.withLock { $0.failedBatches += 1 }
+                totalsState.withLock { $0.failedClaims += 1 }
                 if await strain(failure, in: &strains) {
                     quarantinesByEvent[failure.eventID, default: 0] += 1
                     if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
@@ -190,12 +194,12 @@ public final class AllocationWorker: Service, Sendable {
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch where Task.isCancelled {
-                // Cancelled (not a graceful shutdown, which never interrupts a batch): whatever the batch had
-                // in hand was rolled back with its transaction, and that is no failure of the batch's.
+                // Cancelled (not a graceful shutdown, which never interrupts a claim): whatever the claim had
+                // in hand was rolled back with its transaction, and that is no failure of the claim's.
                 logger.info("worker cancelled; the batch in hand, if any, was rolled back and its intents will be claimed again")
                 break
             } catch {
-                totalsState.withLock { $0.failedBatches += 1 }
+                totalsState.withLock { $0.failedClaims += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
                     "error": "\((error as? BatchFailure).map { describeDatabaseError($0.underlying) } ?? describeDatabaseError(error))",
                     "retry_in": "\(backoff)",
@@ -207,9 +211,9 @@ public final class AllocationWorker: Service, Sendable {
         }
     }
 
-    /// Counts a failure the batch may have caused: after ``Configuration/failuresPerClaimSize`` in a
+    /// Counts a failure the claim may have caused: after ``Configuration/failuresPerClaimSize`` in a
     /// row, halves the event's claims; at a claim of one intent, quarantines it (its own transaction),
-    /// so the event's other intents are decided instead of the same batch failing forever. After a
+    /// so the event's other intents are decided instead of the same claim failing forever. After a
     /// quarantine the event's claims are full size again. Returns true when it quarantined an intent.
     func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async -> Bool {
         let claimedMax = failure.suspectIntentIDs.max() ?? 0
@@ -237,7 +241,7 @@ public final class AllocationWorker: Service, Sendable {
             } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
                 do {
                     if try await store.quarantine(intentID: intentID, eventID: failure.eventID, error: error) {
-                        // The culprit is out: full claims again (another culprit in the batch starts its own ladder).
+                        // The culprit is out: full claims again (another culprit in the claim starts its own ladder).
                         strains[failure.eventID] = nil
                         totalsState.withLock { $0.quarantined += 1 }
                         logger.error("quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table", metadata: [
@@ -267,16 +271,12 @@ public final class AllocationWorker: Service, Sendable {
     }
 
     private func listenForIntents() async {
-        var backoff = Duration.milliseconds(100)
-        while !Task.isCancelled {
-            do {
-                try await store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
-            } catch {
-                if Task.isCancelled { return }
-                logger.info("intake LISTEN connection lost; polling until it is back", metadata: ["error": "\(describeDatabaseError(error))"])
-            }
-            try? await Task.sleep(for: backoff)
-            backoff = min(backoff * 2, .seconds(5))
+        await listenUntilCancelled {
+            try await self.store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
+        } connectionLost: { error, retryIn in
+            self.logger.info("intake LISTEN connection lost; polling until it is back", metadata: [
+                "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
+            ])
         }
     }
 }

@@ -229,7 +229,7 @@ extension IntegrationTests {
                 let totals = worker.totals
                 // 16 → 8 → 4 → 2 → 1, two failures each, the poisoned intent (12th) in every failing claim.
                 #expect(totals.quarantined == 1 && totals.intents == 39, "\(totals.quarantined) quarantined, \(totals.intents) settled")
-                #expect(totals.failedBatches >= 2 && totals.failedBatches <= 10, "\(totals.failedBatches) failed batches")
+                #expect(totals.failedClaims >= 2 && totals.failedClaims <= 10, "\(totals.failedClaims) failed claims")
                 let quarantined = try await store.client.query("""
                     SELECT o.reason, q.error FROM outcomes o JOIN quarantine q USING (intent_id) WHERE o.customer = 'poison'
                     """).decode((String, String).self).all()

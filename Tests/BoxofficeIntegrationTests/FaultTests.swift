@@ -181,10 +181,10 @@ extension IntegrationTests {
                         try await connection.query("LOCK TABLE outcomes IN SHARE MODE", logger: testLogger)
                         running.withLock { $0 = Task { try await worker.run() } }
                         let deadline = ContinuousClock.now + .seconds(20)
-                        while worker.totals.failedBatches < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                        while worker.totals.failedClaims < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
                     }
                 }
-                #expect(worker.totals.failedBatches >= 2, "the stalled batches did not time out")
+                #expect(worker.totals.failedClaims >= 2, "the stalled batches did not time out")
                 #expect(worker.totals.intents == 0, "a batch settled while the lock was held")
                 let deadline = ContinuousClock.now + .seconds(30)
                 while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
@@ -196,7 +196,7 @@ extension IntegrationTests {
                 #expect(audit.ticketsSold == 50)
                 #expect(worker.totals.intents == 80, "each intent settled once, by the retried batches")
                 // Every failed batch was a real server-side timeout: none was a stale error replayed by the client.
-                #expect(worker.totals.failedBatches < 20, "\(worker.totals.failedBatches) failed batches for a lock held for a few hundred ms")
+                #expect(worker.totals.failedClaims < 20, "\(worker.totals.failedClaims) failed batches for a lock held for a few hundred ms")
             }
         }
 

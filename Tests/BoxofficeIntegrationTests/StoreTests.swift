@@ -70,6 +70,36 @@ extension IntegrationTests {
             }
         }
 
+        @Test("A seat label that does not parse fails every read of its outcome, never shown with the seat missing (it can fail)")
+        func unparsableSeatLabel() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database) { store in
+                let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
+                let request = PurchaseRequest.seats([SeatLabel(section: "A", row: 1, seat: 1), SeatLabel(section: "A", row: 1, seat: 2)])
+                let id = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: request, idempotencyKey: nil)])[0].publicID
+                _ = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                guard case .decided(.confirmed(2, _)) = try await store.status(of: id)?.state else { Issue.record("not confirmed"); return }
+
+                // A writer that skipped the Store: row 0 does not exist, so the label does not parse.
+                try await store.client.query("UPDATE outcomes SET seats = '{A-1-1,A-0-2}'")
+                for read in ["status", "long-poll lookup"] {
+                    do {
+                        let status = read == "status" ? try await store.status(of: id) : try await store.decidedStatuses(among: [id])[id]
+                        Issue.record("the \(read) read answered \(String(describing: status))")
+                    } catch let error as StoreError {
+                        guard case .invariantBroken(let message) = error else { Issue.record("\(read): \(error)"); continue }
+                        #expect(message.contains("\(id)") && message.contains("A-0-2"), "\(read): \(message)")
+                    }
+                }
+                // The claim path uses the same conversion: a queued row with such a label is set aside.
+                try await store.client.query("""
+                    INSERT INTO intents (public_id, event_id, customer, quantity, seats) VALUES (gen_random_uuid(), \(event.id), 'x', 1, '{A-0-3}')
+                    """)
+                let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
+                #expect(report?.quarantined == 1)
+            }
+        }
+
         @Test("Events are permanent (intents and outcomes carry no foreign key) and the audit finds an orphan")
         func eventsArePermanent() async throws {
             let database = try await TestCluster.freshDatabase()

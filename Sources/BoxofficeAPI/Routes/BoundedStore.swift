@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import BoxofficeStore
 

@@ -1,4 +1,4 @@
-import BoxofficeStore
+import BoxofficeConcurrency
 import Synchronization
 import Testing
 
@@ -26,7 +26,7 @@ struct TimeoutTests {
     func noLeftovers() async throws {
         // Other suites in this process (a live API, workers) register deadlines of their own meanwhile,
         // a few hundred at most; 5,000 leaked registrations would stand far above that.
-        let before = TimeoutWatchdog.shared.pending
+        let before = DeadlineClock.shared.pending
         for value in 0..<4_000 {
             #expect(try await withTimeout(.seconds(20)) { value } == value)
         }
@@ -35,7 +35,7 @@ struct TimeoutTests {
             bell.ring()
             await bell.wait(timeout: .seconds(20))
         }
-        let grown = TimeoutWatchdog.shared.pending - before
+        let grown = DeadlineClock.shared.pending - before
         #expect(grown < 1_000, "\(grown) deadlines left registered after 5,000 finished waits")
     }
 

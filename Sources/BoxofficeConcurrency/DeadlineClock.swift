@@ -9,8 +9,8 @@ import Synchronization
 /// grew from 42 MB to 77 MB over a 15 s benchmark cell at batch size 1), and the API one per
 /// long-poll and per intake group. Deadlines here fire up to ``tick`` late, which no bound in
 /// Boxoffice (seconds) notices.
-public final class TimeoutWatchdog: Sendable {
-    public static let shared = TimeoutWatchdog()
+public final class DeadlineClock: Sendable {
+    public static let shared = DeadlineClock()
 
     /// How often pending deadlines are checked.
     public static let tick: Duration = .milliseconds(20)

@@ -29,14 +29,14 @@ public final class Doorbell: Sendable {
     }
 
     /// Returns when rung (at once if rung since the last wait), when `timeout` passes, or on cancellation.
-    /// The timeout is a ``TimeoutWatchdog`` deadline, not a sleeping task per wait.
+    /// The timeout is a ``DeadlineClock`` deadline, not a sleeping task per wait.
     public func wait(timeout: Duration) async {
         let id = state.withLock { state in
             state.nextID += 1
             return state.nextID
         }
-        let deadline = TimeoutWatchdog.shared.register(deadline: .now + timeout) { self.release(id) }
-        defer { TimeoutWatchdog.shared.cancel(deadline) }
+        let deadline = DeadlineClock.shared.register(deadline: .now + timeout) { self.release(id) }
+        defer { DeadlineClock.shared.cancel(deadline) }
         await waitForRing(id)
     }
 
