@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
+import EmbeddedPostgres
 import Foundation
 import Testing
 
@@ -33,7 +34,7 @@ extension IntegrationTests {
         /// `intents` of 1–2 tickets from `clients` buyers, each awaiting its outcome. Afterwards every
         /// worker exited 0 on SIGTERM, each intent settled once, and the event sold out exactly.
         static func sellOut(_ api: LiveAPI, capacity: Int, intents: Int, clients: Int,
-                            workers: WorkerProcesses, count: Int) async throws -> SaleLoad.Result {
+                            workers: ChildProcesses, count: Int) async throws -> SaleLoad.Result {
             let event = try await api.createGeneralAdmission(capacity)
             try workers.spawn(count)
             var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: intents)
@@ -158,17 +159,9 @@ extension IntegrationTests {
         @Test("The open-loop generator gives up at its deadline on a server that never answers, counting every intent failed")
         func openLoopGeneratorDeadline() async throws {
             // A socket that listens but never accepts: connections complete, requests are never read.
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            try #require(listener >= 0)
+            let (listener, port) = try Loopback.listener(backlog: 64)
             defer { close(listener) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            try #require(bound == 0 && listen(listener, 64) == 0)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-            var load = OpenLoad.Configuration(baseURL: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))", eventID: 1, rate: 50, duration: .milliseconds(400))
+            var load = OpenLoad.Configuration(baseURL: "http://127.0.0.1:\(port)", eventID: 1, rate: 50, duration: .milliseconds(400))
             load.answerGrace = .seconds(1)
             load.connectionsMax = 4
             let result = try await OpenLoad(load).run()

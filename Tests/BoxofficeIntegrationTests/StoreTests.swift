@@ -10,7 +10,7 @@ extension IntegrationTests {
         @Test("migrate twice is a no-op")
         func migrateTwice() async throws {
             let database = try await TestCluster.freshDatabase()
-            let again = try await withStore(database) { store in
+            let again = try await withStore(database, logger: testLogger) { store in
                 try await store.migrate(try Migration.load(directory: Migration.defaultDirectory()))
             }
             #expect(again.isEmpty)
@@ -19,7 +19,7 @@ extension IntegrationTests {
         @Test("The audit catches a broken invariant (it can fail)")
         func auditCatchesCorruption() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
                 let drafts = (0..<2).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
                 _ = try await store.enqueue(drafts)
@@ -43,7 +43,7 @@ extension IntegrationTests {
         @Test("Events are permanent (intents and outcomes carry no foreign key) and the audit finds an orphan")
         func eventsArePermanent() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Kept", layout: .generalAdmission(capacity: 5))
                 _ = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil)])
                 await #expect(throws: (any Error).self, "DELETE was allowed") { try await store.client.query("DELETE FROM events") }
@@ -60,7 +60,7 @@ extension IntegrationTests {
         @Test("Queue position and an event's pending: exact up to the count bound, then estimated from ids (exact for one event, never low)")
         func queuePosition() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let hot = try await store.createEvent(name: "Hot", layout: .generalAdmission(capacity: 5))
                 let other = try await store.createEvent(name: "Other", layout: .generalAdmission(capacity: 5))
                 let bound = Store.queuePositionCountMax
@@ -90,7 +90,7 @@ extension IntegrationTests {
         @Test("Intake notifies the workers only when asked to (the batcher throttles NOTIFY)")
         func intakeNotifyFlag() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Quiet", layout: .generalAdmission(capacity: 5))
                 let heard = Atomic<Int>(0)
                 let listener = Task { try await store.listen(on: Store.intentsChannel) { _ in heard.add(1, ordering: .relaxed) } }
@@ -119,7 +119,7 @@ extension IntegrationTests {
         @Test("A batch that fails mid-settle rolls back entirely and the intents are claimed again")
         func failedBatchRollsBack() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Gig", layout: .generalAdmission(capacity: 5))
                 let drafts = (0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
                 _ = try await store.enqueue(drafts)
@@ -143,7 +143,7 @@ extension IntegrationTests {
         @Test("Workers skip an event whose allocation right another transaction holds, and serve the next")
         func busyEventIsSkipped() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let busy = try await store.createEvent(name: "Busy", layout: .generalAdmission(capacity: 5))
                 let free = try await store.createEvent(name: "Free", layout: .generalAdmission(capacity: 5))
                 _ = try await store.enqueue([busy, free].map { IntentDraft(eventID: $0.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil) })
