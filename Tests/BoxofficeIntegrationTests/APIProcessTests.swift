@@ -23,13 +23,10 @@ extension IntegrationTests {
 
             func start() async throws {
                 try process.spawn(1)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while (try? await api.get("/health"))?.status != 200 {
-                    guard ContinuousClock.now < deadline else {
-                        Issue.record("boxoffice serve did not answer /health at \(api.baseURL) within 30 s\n\(workerLogTail())")
-                        throw CancellationError()
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+                let unhealthy = try await poll(timeout: .seconds(30)) { (try? await api.get("/health"))?.status != 200 ? "no 200" : nil }
+                if unhealthy != nil {
+                    Issue.record("boxoffice serve did not answer /health at \(api.baseURL) within 30 s\n\(workerLogTail())")
+                    throw CancellationError()
                 }
             }
         }

@@ -224,8 +224,7 @@ extension IntegrationTests {
                 let configuration = Self.inProcessWorker(batchSize: 16)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 running.cancel()
                 _ = await running.result
                 #expect(try await store.totalQueued() == 0, "the event never moved past the poisoned intent")
@@ -275,8 +274,7 @@ extension IntegrationTests {
                 configuration.quarantinesPerEventMax = 1
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                let deadline = ContinuousClock.now + .seconds(30)
-                while worker.totals.quarantined == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(30)) { worker.totals.quarantined == 0 ? "nothing quarantined yet" : nil }
                 // Time for several more ladders, had the bound not held.
                 try await Task.sleep(for: .seconds(2))
                 running.cancel()
@@ -325,8 +323,7 @@ extension IntegrationTests {
                         """)
                 }
                 let result = await sold
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
                 #expect(result.intakeFailures.isEmpty && result.transportErrors == 0 && result.undecided == 0,

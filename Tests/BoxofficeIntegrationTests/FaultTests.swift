@@ -81,9 +81,8 @@ extension IntegrationTests {
             try cluster.stopServer()
             try await Task.sleep(for: .seconds(2))
             try cluster.startServer()
-            let deadline = ContinuousClock.now + .seconds(240)
             let (queued, audit) = try await withStore(database, logger: testLogger) { store in
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+                _ = try await poll(every: .milliseconds(200), timeout: .seconds(240)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 return (try await store.totalQueued(), try await store.audit(eventID: event))
             }
             let codes = await workers.terminateAll()
@@ -182,14 +181,12 @@ extension IntegrationTests {
                     try await other.client.withTransaction(logger: testLogger) { connection in
                         try await connection.query("LOCK TABLE outcomes IN SHARE MODE", logger: testLogger)
                         running.withLock { $0 = Task { try await worker.run() } }
-                        let deadline = ContinuousClock.now + .seconds(20)
-                        while worker.totals.failedBatches < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                        _ = try await poll(every: .milliseconds(20), timeout: .seconds(20)) { worker.totals.failedBatches < 2 ? "fewer than 2 failed batches" : nil }
                     }
                 }
                 #expect(worker.totals.failedBatches >= 2, "the stalled batches did not time out")
                 #expect(worker.totals.intents == 0, "a batch settled while the lock was held")
-                let deadline = ContinuousClock.now + .seconds(30)
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(30)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 running.withLock { $0?.cancel() }
                 _ = await running.withLock({ $0 })?.result
                 let audit = try await store.audit(eventID: event.id)
@@ -210,8 +207,7 @@ extension IntegrationTests {
                 let workers = workerProcesses(api.database, batchSize: 256)
                 try workers.spawn(1)
                 // Wait for the drain to be under way, then stop the worker in the middle of it.
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("outcomes") == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(60)) { try await api.count("outcomes") == 0 ? "no outcome yet" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0])
                 let outcomes = try await api.count("outcomes")

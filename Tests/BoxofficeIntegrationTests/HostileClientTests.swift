@@ -49,13 +49,10 @@ extension IntegrationTests {
 
             func start(_ api: LiveAPI) async throws {
                 try process.spawn(1)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while (try? await Self.health(api, baseURL))?.0 != 200 {
-                    guard ContinuousClock.now < deadline else {
-                        Issue.record("boxoffice serve did not answer /health within 30 s\n\(log.suffix(3_000))")
-                        throw CancellationError()
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+                let unhealthy = try await poll(timeout: .seconds(30)) { (try? await Self.health(api, baseURL))?.0 != 200 ? "no 200" : nil }
+                if unhealthy != nil {
+                    Issue.record("boxoffice serve did not answer /health within 30 s\n\(log.suffix(3_000))")
+                    throw CancellationError()
                 }
             }
 

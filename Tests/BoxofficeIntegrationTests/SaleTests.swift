@@ -101,10 +101,7 @@ extension IntegrationTests {
                     kills += 1
                 }
                 #expect(kills >= 1, "the queue drained before any kill: make the backlog larger")
-                let deadline = ContinuousClock.now + .seconds(120)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                _ = try await poll(every: .milliseconds(100), timeout: .seconds(120)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 #expect(await workers.terminateAll() == [0, 0, 0, 0])
                 var result = submitted
                 for id in submitted.accepted {
@@ -136,8 +133,7 @@ extension IntegrationTests {
                 load.longPollEvery = 10
                 let result = try await OpenLoad(load).run()
                 // Only every 10th outcome was awaited: let the workers drain the rest before stopping them.
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
                 #expect(result.offered == 800)

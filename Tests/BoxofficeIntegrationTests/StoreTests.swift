@@ -1,4 +1,5 @@
 import BoxofficeCore
+import BoxofficeHarness
 import BoxofficeStore
 import Foundation
 import Synchronization
@@ -97,10 +98,10 @@ extension IntegrationTests {
                 defer { listener.cancel() }
                 // The LISTEN is in place once a notification sent now is heard.
                 let draft = { (keyed: Bool) in IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil) }
-                var deadline = ContinuousClock.now + .seconds(10)
-                while heard.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
+                _ = try await poll(timeout: .seconds(10)) {
+                    guard heard.load(ordering: .relaxed) == 0 else { return nil }
                     _ = try await store.enqueue([draft(false)], notify: true)
-                    try await Task.sleep(for: .milliseconds(50))
+                    return "nothing heard"
                 }
                 try #require(heard.load(ordering: .relaxed) > 0, "the listener never heard intake")
                 try await Task.sleep(for: .milliseconds(300))
@@ -109,8 +110,7 @@ extension IntegrationTests {
                 _ = try await store.enqueue([draft(false), draft(false)], notify: false)
                 _ = try await store.enqueue([draft(true)], notify: false)
                 _ = try await store.enqueue([draft(false)], notify: true)
-                deadline = ContinuousClock.now + .seconds(10)
-                while heard.load(ordering: .relaxed) == before, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(10)) { heard.load(ordering: .relaxed) == before ? "nothing heard" : nil }
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(heard.load(ordering: .relaxed) == before + 1)
             }

@@ -131,10 +131,8 @@ func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
             let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: testLogger))
             group.addTask { try await serviceGroup.run() }
             defer { group.cancelAll() }
-            let deadline = ContinuousClock.now + .seconds(30)
-            while port.withLock({ $0 }) == nil {
-                guard ContinuousClock.now < deadline else { throw CancellationError() }
-                try await Task.sleep(for: .milliseconds(10))
+            try await waitUntil("the API listening", every: .milliseconds(10), timeout: .seconds(30)) {
+                port.withLock { $0 } == nil ? "no port bound" : nil
             }
             try await body(LiveAPI(store: store, baseURL: "http://127.0.0.1:\(port.withLock { $0 }!)", database: database, http: http))
             await serviceGroup.triggerGracefulShutdown()
