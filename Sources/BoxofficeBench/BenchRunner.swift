@@ -89,9 +89,9 @@ package final class BenchRunner: Sendable {
         }
     }
 
-    /// Waits (bounded) until the workers have drained the queue; `after` says what filled it, for the error.
+    /// Waits (bounded) until the workers have drained the queue; `after` names the run that filled it, for the error.
     func waitForDrain(_ store: Store, after: String, every interval: Duration = .milliseconds(200)) async throws {
-        try await waitUntil("the queue to drain after \(after)", every: interval, timeout: drainTimeout) {
+        try await waitUntil("the workers to drain what \(after) queued", every: interval, timeout: drainTimeout) {
             let queued = try await store.totalQueued()
             return queued == 0 ? nil : "\(queued) intents queued"
         }
@@ -102,7 +102,7 @@ package final class BenchRunner: Sendable {
     var drainTimeout: Duration { .seconds(max(120, plan.httpSeconds * 10)) }
 
     static func waitForHealth(_ baseURL: String, client: HTTPClient) async throws {
-        try await waitUntil("the API process answering \(baseURL)/health", timeout: .seconds(30)) {
+        try await waitUntil("the API process to answer \(baseURL)/health", timeout: .seconds(30)) {
             let response = try? await client.execute(HTTPClientRequest(url: "\(baseURL)/health"), timeout: .seconds(2))
             return response?.status == .ok ? nil : "no 200 (\(response.map { "\($0.status.code)" } ?? "no answer"))"
         }

@@ -16,11 +16,11 @@ package func poll(every interval: Duration = .milliseconds(50), timeout: Duratio
     }
 }
 
-/// ``poll(every:timeout:_:)`` that throws ``WaitTimeout`` ("<what> within <timeout>: still <pending>")
-/// when time runs out.
+/// ``poll(every:timeout:_:)`` that throws ``WaitTimeout`` when time runs out: "timed out after
+/// <timeout> waiting for <what>; still pending: <what `pending` last said>".
 package func waitUntil(_ what: String, every interval: Duration = .milliseconds(50), timeout: Duration,
                        _ pending: () async throws -> String?) async throws {
     if let still = try await poll(every: interval, timeout: timeout, pending) {
-        throw WaitTimeout(description: "\(what) did not happen within \(timeout): still \(still)")
+        throw WaitTimeout(description: "timed out after \(timeout) waiting for \(what); still pending: \(still)")
     }
 }

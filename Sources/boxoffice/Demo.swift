@@ -149,7 +149,7 @@ final class PortBox: @unchecked Sendable {
     func set(_ port: Int) { lock.withLock { self.port = port } }
 
     func wait(timeout: Duration = .seconds(30)) async throws -> Int {
-        try await waitUntil("the API listening", every: .milliseconds(10), timeout: timeout) {
+        try await waitUntil("the API to listen", every: .milliseconds(10), timeout: timeout) {
             lock.withLock { port } == nil ? "no port bound" : nil
         }
         return lock.withLock { port }!

@@ -131,7 +131,7 @@ func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
             let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: testLogger))
             group.addTask { try await serviceGroup.run() }
             defer { group.cancelAll() }
-            try await waitUntil("the API listening", every: .milliseconds(10), timeout: .seconds(30)) {
+            try await waitUntil("the API to listen", every: .milliseconds(10), timeout: .seconds(30)) {
                 port.withLock { $0 } == nil ? "no port bound" : nil
             }
             try await body(LiveAPI(store: store, baseURL: "http://127.0.0.1:\(port.withLock { $0 }!)", database: database, http: http))
