@@ -77,18 +77,39 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        // What demo, bench and the integration tests share: worker processes and the HTTP sale generator.
+        // What demo, bench and the integration tests share: child processes, the HTTP sale generators,
+        // where the database comes from (DATABASE_URL or a private cluster, fresh migrated databases)
+        // and bounded waits.
         .target(
             name: "BoxofficeHarness",
             dependencies: [
                 "BoxofficeCore",
+                "BoxofficeStore",
+                "EmbeddedPostgres",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // Starts a private PostgreSQL cluster from the installed binaries (tests, demo, bench).
+        // Starts a private PostgreSQL cluster from the installed binaries (tests, demo, bench); loopback ports.
         .target(name: "EmbeddedPostgres"),
+        // `boxoffice bench`'s plan, runner, scenarios (one file each), report, and the SQL only it runs
+        // (reference designs, pre-queueing, VACUUM/CHECKPOINT): the benchmark is not the product.
+        .target(
+            name: "BoxofficeBench",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                "BoxofficeAPI",
+                "BoxofficeHarness",
+                "EmbeddedPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "boxoffice",
             dependencies: [
@@ -98,6 +119,7 @@ let package = Package(
                 "BoxofficeWorker",
                 "EmbeddedPostgres",
                 "BoxofficeHarness",
+                "BoxofficeBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -123,6 +145,7 @@ let package = Package(
                 "BoxofficeWorker",
                 "EmbeddedPostgres",
                 "BoxofficeHarness",
+                "BoxofficeBench",
                 "boxoffice",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]

@@ -10,9 +10,11 @@ import Synchronization
 /// Owns the `PostgresClient` pool; run it (``run()``) before the first query, e.g. as the first
 /// service of a `ServiceGroup`.
 public final class Store: Sendable {
-    public let client: PostgresClient
+    /// The pool. Package access: the product's SQL goes through the Store's methods; tests and the
+    /// benchmark (same package) use it for statements of their own.
+    package let client: PostgresClient
     public let configuration: DatabaseConfiguration
-    let logger: Logger
+    package let logger: Logger
     /// Events never change shape once created, so each process keeps their layouts.
     let layouts = Mutex<[EventID: EventLayout]>([:])
 

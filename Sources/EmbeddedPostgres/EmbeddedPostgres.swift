@@ -120,7 +120,7 @@ public struct EmbeddedPostgres: Sendable {
 
             var lastError: Error = EmbeddedPostgresError("PostgreSQL did not start")
             for _ in 0..<3 {
-                let port = try freeLoopbackPort()
+                let port = try Loopback.freePort()
                 let pg = EmbeddedPostgres(
                     host: "127.0.0.1", port: port, user: user, database: user,
                     dataDirectory: data, binDirectory: binDir, baseDirectory: base,
@@ -445,37 +445,6 @@ private func makeTempDirectory() throws -> String {
         }
     }
     return path
-}
-
-/// Binds a TCP socket to 127.0.0.1:0, reads the port the kernel picked, closes it.
-private func freeLoopbackPort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw EmbeddedPostgresError("socket() failed: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-    let bound = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-    guard bound == 0 else {
-        throw EmbeddedPostgresError("bind 127.0.0.1:0 failed: \(String(cString: strerror(errno)))")
-    }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let named = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else {
-        throw EmbeddedPostgresError("getsockname failed: \(String(cString: strerror(errno)))")
-    }
-    return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 private func shellQuote(_ value: String) -> String {

@@ -54,17 +54,3 @@ struct DatabaseOptions: ParsableArguments {
         try Migration.resolve(directory: migrationsDir)
     }
 }
-
-/// Runs `body` with a connected Store whose pool runs for exactly as long as `body`.
-func withStore<T: Sendable>(_ configuration: DatabaseConfiguration, logger: Logger, _ body: @Sendable @escaping (Store) async throws -> T) async throws -> T {
-    let store = Store(configuration: configuration, logger: logger)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            await store.run()
-            return nil
-        }
-        defer { group.cancelAll() }
-        try await store.checkReachable()
-        return try await body(store)
-    }
-}

@@ -41,19 +41,9 @@ struct Demo: AsyncParsableCommand {
         logger.logLevel = max(logging.logLevel, .warning)
         let say: @Sendable (String) -> Void = { print($0); fflush(nil) }
 
-        var cluster: EmbeddedPostgres?
-        var databaseConfiguration: DatabaseConfiguration
-        if let configured = try DatabaseConfiguration.fromEnvironment() {
-            databaseConfiguration = configured
-            say("using the database at \(configured)")
-        } else {
-            say("starting a private PostgreSQL (fsync and synchronous_commit on)…")
-            let started = try EmbeddedPostgres.start(options: .init(extraSettings: ["autovacuum_naptime": "1s"]))
-            cluster = started
-            databaseConfiguration = try DatabaseConfiguration(url: started.url)
-            say("  \(started.url) in \(started.dataDirectory)")
-        }
-        defer { cluster?.destroy() }
+        let server = try DatabaseServer.start(privateCluster: .init(extraSettings: ["autovacuum_naptime": "1s"]), logger: logger, say: say)
+        defer { server.destroy() }
+        var databaseConfiguration = server.base
         databaseConfiguration.connectionsMax = 24
         // The API runs in this process: its pool behaves as `serve`'s does.
         databaseConfiguration.keepsConnectionsOpen = true
@@ -67,8 +57,8 @@ struct Demo: AsyncParsableCommand {
         api.access = .tokens(producer: producerToken, admin: AccessControl.randomToken())
         let portBox = PortBox()
         let app = buildApplication(store: store, configuration: api, logger: logger) { port in portBox.set(port) }
-        let workerProcesses = WorkerProcesses(
-            executable: WorkerProcesses.siblingExecutable(), databaseURL: databaseConfiguration.url,
+        let workerProcesses = ChildProcesses(
+            executable: ChildProcesses.siblingExecutable(), databaseURL: databaseConfiguration.url,
             arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning"], logDirectory: logDirectory)
         let layout: EventLayout = seatMap
             ? .seatMap(Self.sections(seats: seats))
@@ -85,7 +75,7 @@ struct Demo: AsyncParsableCommand {
             // The server reports its port once its services, the Store's pool first, are running.
             let port = try await portBox.wait()
             try await store.checkReachable()
-            let applied = try await store.migrate(Migration.embedded)
+            let applied = try await DatabaseServer.migrate(store)
             say("migrated: \(applied.isEmpty ? "already up to date" : applied.joined(separator: ", "))")
             let event = try await store.createEvent(name: "Demo flash sale", layout: layout)
             try workerProcesses.spawn(settings.workers)
@@ -159,12 +149,10 @@ final class PortBox: @unchecked Sendable {
     func set(_ port: Int) { lock.withLock { self.port = port } }
 
     func wait(timeout: Duration = .seconds(30)) async throws -> Int {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let port = lock.withLock({ port }) { return port }
-            try await Task.sleep(for: .milliseconds(10))
+        try await waitUntil("the API to listen", every: .milliseconds(10), timeout: timeout) {
+            lock.withLock { port } == nil ? "no port bound" : nil
         }
-        throw CommandError("the API did not start listening within \(timeout)")
+        return lock.withLock { port }!
     }
 }
 

@@ -1,5 +1,6 @@
 import BoxofficeAPI
 import BoxofficeHarness
+import EmbeddedPostgres
 import Foundation
 import Testing
 
@@ -8,13 +9,13 @@ extension IntegrationTests {
     struct APIProcessTests {
         /// One `boxoffice serve` child on its own port, with tokens, and a LiveAPI that talks to it.
         struct Server {
-            let process: WorkerProcesses
+            let process: ChildProcesses
             let api: LiveAPI
 
-            init(_ base: LiveAPI, producer: String, admin: String) {
-                let port = WorkerProcesses.freePort()
-                process = WorkerProcesses(
-                    executable: WorkerProcesses.siblingExecutable(), databaseURL: base.database.url,
+            init(_ base: LiveAPI, producer: String, admin: String) throws {
+                let port = try Loopback.freePort()
+                process = ChildProcesses(
+                    executable: ChildProcesses.siblingExecutable(), databaseURL: base.database.url,
                     arguments: ["--port", "\(port)", "--log-level", "warning"], logDirectory: workerLogDirectory,
                     subcommand: "serve", environment: ["BOXOFFICE_PRODUCER_TOKEN": producer, "BOXOFFICE_ADMIN_TOKEN": admin])
                 api = LiveAPI(store: base.store, baseURL: "http://127.0.0.1:\(port)", database: base.database, http: base.http)
@@ -22,13 +23,10 @@ extension IntegrationTests {
 
             func start() async throws {
                 try process.spawn(1)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while (try? await api.get("/health"))?.status != 200 {
-                    guard ContinuousClock.now < deadline else {
-                        Issue.record("boxoffice serve did not answer /health at \(api.baseURL) within 30 s\n\(workerLogTail())")
-                        throw CancellationError()
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+                let unhealthy = try await poll(timeout: .seconds(30)) { (try? await api.get("/health"))?.status != 200 ? "no 200" : nil }
+                if unhealthy != nil {
+                    Issue.record("boxoffice serve did not answer /health at \(api.baseURL) within 30 s\n\(workerLogTail())")
+                    throw CancellationError()
                 }
             }
         }
@@ -38,8 +36,8 @@ extension IntegrationTests {
             try await withLiveAPI { base in
                 let event = try await base.createGeneralAdmission(100_000)
                 let producer = AccessControl.randomToken()
-                let servers = [Server(base, producer: producer, admin: AccessControl.randomToken()),
-                               Server(base, producer: producer, admin: AccessControl.randomToken())]
+                let servers = try [Server(base, producer: producer, admin: AccessControl.randomToken()),
+                                   Server(base, producer: producer, admin: AccessControl.randomToken())]
                 for server in servers { try await server.start() }
                 let auth = ("Authorization", "Bearer \(producer)")
                 let body = #"{"customer": "c-1", "quantity": 1}"#
@@ -84,7 +82,7 @@ extension IntegrationTests {
 
                 // A new process still knows the key (it lives in the database, not in memory). It gets a new
                 // port: the stopped one's may meanwhile be some client connection's ephemeral port.
-                let restarted = Server(base, producer: producer, admin: AccessControl.randomToken())
+                let restarted = try Server(base, producer: producer, admin: AccessControl.randomToken())
                 try await restarted.start()
                 let replay = try await restarted.api.post("/events/\(event)/intents", body, headers: [auth, ("Idempotency-Key", "shared")])
                 #expect(replay.status == 202)
@@ -104,7 +102,7 @@ extension IntegrationTests {
             try await withLiveAPI { base in
                 let event = try await base.createGeneralAdmission(10)
                 let producer = AccessControl.randomToken()
-                let server = Server(base, producer: producer, admin: AccessControl.randomToken())
+                let server = try Server(base, producer: producer, admin: AccessControl.randomToken())
                 try await server.start()
                 // No worker runs: the intent stays pending, so the long-poll can only end by its timeout or by shutdown.
                 let accepted = try await server.api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 1}"#,

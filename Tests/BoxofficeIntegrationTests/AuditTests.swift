@@ -1,3 +1,4 @@
+import BoxofficeBench
 import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
@@ -51,7 +52,7 @@ extension IntegrationTests {
         @Test("An accepted intent whose outcome row is deleted behind the application's back fails verify, named with its event")
         func deletedOutcome() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let (event, ids) = try await Self.halfSettledSale(store)
                 try await store.client.query("DELETE FROM outcomes WHERE public_id = \(ids[1])")
                 let report = try await store.audit()
@@ -65,7 +66,7 @@ extension IntegrationTests {
         @Test("An accepted intent whose queued row is deleted behind the application's back fails verify, named with its event")
         func deletedQueuedRow() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let (event, ids) = try await Self.halfSettledSale(store)
                 try await store.client.query("DELETE FROM intents WHERE public_id = \(ids[3])")
                 let report = try await store.audit()
@@ -81,7 +82,7 @@ extension IntegrationTests {
         func upgradedDatabase() async throws {
             let database = try await TestCluster.emptyDatabase()
             let migrations = Migration.embedded
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 try await store.migrate(migrations.filter { $0.version <= 2 })
                 let event = try await store.createEvent(name: "Old", layout: .generalAdmission(capacity: 5))
                 // What 0002-era intake and settle wrote: three intents and a key, one of them settled.
@@ -113,7 +114,7 @@ extension IntegrationTests {
         @Test("Idempotency-Keys are scoped per event and customer; verify checks each key's event and customer against its intent")
         func keysPerCustomer() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Keys", layout: .generalAdmission(capacity: 5))
                 let mine = IntentDraft(eventID: event.id, customer: "alice", request: .anywhere(quantity: 1), idempotencyKey: "same")
                 let theirs = IntentDraft(eventID: event.id, customer: "bob", request: .anywhere(quantity: 1), idempotencyKey: "same")
@@ -138,7 +139,7 @@ extension IntegrationTests {
         @Test("Rows that make no request are rejected as invalid_request at claim time, in the same batch, and verify lists them")
         func invalidRowsAtClaim() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 2, seatsPerRow: 4)]))
                 _ = try await store.enqueue((0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
                 // Written past intake, with the acceptance record intake would have written: labels that do not parse,
@@ -181,7 +182,7 @@ extension IntegrationTests {
         @Test("Database errors the batch may cause count toward quarantine; a database that is away does not")
         func failureClassification() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 func serverError(_ sql: String) async -> (any Error)? {
                     do {
                         try await store.client.withConnection { connection in
@@ -211,7 +212,7 @@ extension IntegrationTests {
         @Test("A batch that always fails is retried with halved claims down to one intent, which is quarantined; the event moves on")
         func failingBatchIsSplit() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
                 _ = try await store.enqueue((0..<40).map {
                     IntentDraft(eventID: event.id, customer: $0 == 11 ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
@@ -221,8 +222,7 @@ extension IntegrationTests {
                 let configuration = Self.inProcessWorker(batchSize: 16)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 running.cancel()
                 _ = await running.result
                 #expect(try await store.totalQueued() == 0, "the event never moved past the poisoned intent")
@@ -247,7 +247,7 @@ extension IntegrationTests {
         @Test("An event whose seat rows disagree with its inventory fails before the settle: no intent is suspected, none quarantined")
         func eventTroubleIsNotAnIntents() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
                 _ = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil)])
                 try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(event.id)")
@@ -263,7 +263,7 @@ extension IntegrationTests {
         @Test("A worker quarantines at most quarantinesPerEventMax intents of one event; past it the event's failures are backed off")
         func quarantineBound() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
                 _ = try await store.enqueue((0..<10).map {
                     IntentDraft(eventID: event.id, customer: [2, 6].contains($0) ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
@@ -274,8 +274,7 @@ extension IntegrationTests {
                 configuration.quarantinesPerEventMax = 1
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                let deadline = ContinuousClock.now + .seconds(30)
-                while worker.totals.quarantined == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(30)) { worker.totals.quarantined == 0 ? "nothing quarantined yet" : nil }
                 // Time for several more ladders, had the bound not held.
                 try await Task.sleep(for: .seconds(2))
                 running.cancel()
@@ -324,8 +323,7 @@ extension IntegrationTests {
                         """)
                 }
                 let result = await sold
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
                 #expect(result.intakeFailures.isEmpty && result.transportErrors == 0 && result.undecided == 0,
@@ -349,7 +347,7 @@ extension IntegrationTests {
         @Test("verify checks exact seats, sections, reasons, inventory rows and bitmap lengths: each corruption is found, untouched it passes")
         func whatWasAskedFor() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([
                     SectionLayout(name: "A", rows: 2, seatsPerRow: 10), SectionLayout(name: "B", rows: 1, seatsPerRow: 10),
                 ]))

@@ -80,7 +80,7 @@ extension IntegrationTests {
 
         /// Connects through the pool and asks the server whether this very connection uses TLS.
         func sslInUse(_ configuration: DatabaseConfiguration) async throws -> Bool {
-            try await withStore(configuration) { store in
+            try await withStore(configuration, logger: testLogger) { store in
                 var ssl: Bool?
                 for try await value in try await store.client.query(
                     "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").decode(Bool.self) { ssl = value }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BoxofficeBench
 import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
@@ -68,8 +69,8 @@ extension IntegrationTests {
               .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
         func databaseRestart() async throws {
             let database = try await TestCluster.freshDatabase()
-            let cluster = try #require(try TestCluster.handle.get().cluster)
-            let event = try await withStore(database) { store in
+            let cluster = try #require(try TestCluster.server.get().cluster)
+            let event = try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Gig", layout: .generalAdmission(capacity: 30_000))
                 try await store.prequeue(eventID: event.id, count: 40_000, quantities: [1])
                 return event.id
@@ -80,9 +81,8 @@ extension IntegrationTests {
             try cluster.stopServer()
             try await Task.sleep(for: .seconds(2))
             try cluster.startServer()
-            let deadline = ContinuousClock.now + .seconds(240)
-            let (queued, audit) = try await withStore(database) { store in
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+            let (queued, audit) = try await withStore(database, logger: testLogger) { store in
+                _ = try await poll(every: .milliseconds(200), timeout: .seconds(240)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 return (try await store.totalQueued(), try await store.audit(eventID: event))
             }
             let codes = await workers.terminateAll()
@@ -96,7 +96,7 @@ extension IntegrationTests {
         @Test("Database down mid-sale: the API answers 503 with Retry-After within its bound, never 202 for an uncommitted intent, and recovers by itself",
               .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
         func apiThroughDatabaseRestart() async throws {
-            let cluster = try #require(try TestCluster.handle.get().cluster)
+            let cluster = try #require(try TestCluster.server.get().cluster)
             try await withLiveAPI(configure: { $0.databaseWaitMilliseconds = 2_000 }) { api in
                 let event = try await api.createGeneralAdmission(1_000_000)
                 let stop = ChaosCounter()
@@ -159,7 +159,7 @@ extension IntegrationTests {
                 database.statementTimeoutMilliseconds = 2_000
                 return database
             }()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let bounds = try await store.client.query("""
                     SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')
                     """)
@@ -176,18 +176,16 @@ extension IntegrationTests {
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Mutex<Task<Void, any Error>?>(nil)
                 // Another client holds a lock the settle needs: the worker's batches stall on it.
-                try await withStore(database) { other in
+                try await withStore(database, logger: testLogger) { other in
                     try await other.client.withTransaction(logger: testLogger) { connection in
                         try await connection.query("LOCK TABLE outcomes IN SHARE MODE", logger: testLogger)
                         running.withLock { $0 = Task { try await worker.run() } }
-                        let deadline = ContinuousClock.now + .seconds(20)
-                        while worker.totals.failedClaims < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                        _ = try await poll(every: .milliseconds(20), timeout: .seconds(20)) { worker.totals.failedClaims < 2 ? "fewer than 2 failed claims" : nil }
                     }
                 }
                 #expect(worker.totals.failedClaims >= 2, "the stalled batches did not time out")
                 #expect(worker.totals.intents == 0, "a batch settled while the lock was held")
-                let deadline = ContinuousClock.now + .seconds(30)
-                while try await store.totalQueued() > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(30)) { try await store.totalQueued() > 0 ? "intents queued" : nil }
                 running.withLock { $0?.cancel() }
                 _ = await running.withLock({ $0 })?.result
                 let audit = try await store.audit(eventID: event.id)
@@ -208,8 +206,7 @@ extension IntegrationTests {
                 let workers = workerProcesses(api.database, batchSize: 256)
                 try workers.spawn(1)
                 // Wait for the drain to be under way, then stop the worker in the middle of it.
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("outcomes") == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(60)) { try await api.count("outcomes") == 0 ? "no outcome yet" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0])
                 let outcomes = try await api.count("outcomes")

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import BoxofficeAPI
 import BoxofficeHarness
+import BoxofficeStore
+import EmbeddedPostgres
 import Foundation
 import NIOCore
 import Synchronization
@@ -19,7 +21,7 @@ let hostileTarget: URL = {
         let release = repositoryRoot.appendingPathComponent("\(folder)/release/boxoffice")
         if let built = modified(release.path), let newest, newest <= built { return release }
     }
-    return WorkerProcesses.siblingExecutable()
+    return ChildProcesses.siblingExecutable()
 }()
 
 extension IntegrationTests {
@@ -27,16 +29,16 @@ extension IntegrationTests {
     struct HostileClientTests {
         /// One `boxoffice serve` child (the hostile target) and what the test watches of it.
         struct Target {
-            let process: WorkerProcesses
+            let process: ChildProcesses
             let port: Int
             let producer = AccessControl.randomToken()
             let logDirectory: URL
 
-            init(_ api: LiveAPI, arguments: [String]) {
-                port = WorkerProcesses.freePort()
+            init(_ api: LiveAPI, arguments: [String]) throws {
+                port = try Loopback.freePort()
                 logDirectory = workerLogDirectory.appendingPathComponent("hostile-\(UInt32.random(in: 0...UInt32.max))")
                 try? FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
-                process = WorkerProcesses(
+                process = ChildProcesses(
                     executable: hostileTarget, databaseURL: api.database.url,
                     arguments: ["--port", "\(port)", "--log-level", "info"] + arguments, logDirectory: logDirectory,
                     subcommand: "serve", environment: ["BOXOFFICE_PRODUCER_TOKEN": producer, "BOXOFFICE_ADMIN_TOKEN": AccessControl.randomToken()])
@@ -47,13 +49,10 @@ extension IntegrationTests {
 
             func start(_ api: LiveAPI) async throws {
                 try process.spawn(1)
-                let deadline = ContinuousClock.now + .seconds(30)
-                while (try? await Self.health(api, baseURL))?.0 != 200 {
-                    guard ContinuousClock.now < deadline else {
-                        Issue.record("boxoffice serve did not answer /health within 30 s\n\(log.suffix(3_000))")
-                        throw CancellationError()
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
+                let unhealthy = try await poll(timeout: .seconds(30)) { (try? await Self.health(api, baseURL))?.0 != 200 ? "no 200" : nil }
+                if unhealthy != nil {
+                    Issue.record("boxoffice serve did not answer /health within 30 s\n\(log.suffix(3_000))")
+                    throw CancellationError()
                 }
             }
 
@@ -192,7 +191,7 @@ extension IntegrationTests {
             try await withLiveAPI { api in
                 let timeout = Self.timeoutSeconds
                 // 20,000 descriptors whatever the machine's limit: the attack opens 30,000 connections.
-                let target = Target(api, arguments: [
+                let target = try Target(api, arguments: [
                     "--client-idle-seconds", "\(timeout)", "--client-head-seconds", "\(timeout)", "--client-body-seconds", "\(timeout)",
                     "--open-files-max", "20000",
                 ])
@@ -284,7 +283,7 @@ extension IntegrationTests {
         @Test("10,000 long-polls on one intent: at most the per-intent cap are held, the rest answered at once with Retry-After; 2,000 long-polls on 2,000 intents are held within the process cap, memory per long-poll measured")
         func longPolls() async throws {
             try await withLiveAPI { api in
-                let target = Target(api, arguments: ["--long-polls-max", "2048", "--long-polls-per-intent-max", "4"])
+                let target = try Target(api, arguments: ["--long-polls-max", "2048", "--long-polls-per-intent-max", "4"])
                 try await target.start(api)
                 let event = try await api.createGeneralAdmission(1_000_000)
                 // No worker runs: every intent stays pending, so a long-poll ends only by its timeout or a refusal.
@@ -346,10 +345,10 @@ extension IntegrationTests {
         @Test("PostgreSQL stopped under 5,000 concurrent intake requests: each answered within its bound + 1 s, nothing written late, a bounded number of log lines",
               .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "stops the private cluster"))
         func databaseStoppedUnderIntake() async throws {
-            let cluster = try #require(try TestCluster.handle.get().cluster)
+            let cluster = try #require(try TestCluster.server.get().cluster)
             try await withLiveAPI { api in
                 let waitMilliseconds = 5_000
-                let target = Target(api, arguments: ["--database-wait-milliseconds", "\(waitMilliseconds)", "--client-connections-max", "8000"])
+                let target = try Target(api, arguments: ["--database-wait-milliseconds", "\(waitMilliseconds)", "--client-connections-max", "8000"])
                 try await target.start(api)
                 let event = try await api.createGeneralAdmission(1_000_000)
                 // The target learns the event (and caches its layout) before the database goes away.
@@ -382,7 +381,7 @@ extension IntegrationTests {
                 try cluster.startServer()
                 // Anything a timed-out request left behind would be written once the database is back.
                 try await Task.sleep(for: .milliseconds(waitMilliseconds + 2_000))
-                let committed = try await withStore(api.database) { store in
+                let committed = try await withStore(api.database, logger: testLogger) { store in
                     var count = 0
                     for try await value in try await store.client.query("SELECT count(*)::int FROM intents WHERE customer = 'hostile'").decode(Int.self) {
                         count = value
@@ -428,7 +427,7 @@ func rawExchange(port: Int, _ bytes: [UInt8], timeout: Double) async -> (respons
 
 private func rawExchangeBlocking(port: Int, _ bytes: [UInt8], timeout: Double) -> (response: String, seconds: Double, closedByServer: Bool) {
     do {
-        guard let descriptor = connectLoopback(port: port) else { return ("", 0, false) }
+        guard let descriptor = Loopback.connect(port: port) else { return ("", 0, false) }
         defer { close(descriptor) }
         var wait = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
@@ -452,7 +451,7 @@ extension IntegrationTests.HostileClientTests {
     @Test("Each client bound answers the way README.md says: idle closed, 408 JSON for a slow head and a slow body, 431 JSON for a big head, 400 JSON for garbage, 413 from Content-Length at once, HTTP/1.0 closed after its answer unless keep-alive, HEAD on GET routes, 405 lists HEAD")
     func clientBoundsAnswer() async throws {
         try await withLiveAPI { api in
-            let target = Target(api, arguments: ["--client-idle-seconds", "1", "--client-head-seconds", "1", "--client-body-seconds", "1"])
+            let target = try Target(api, arguments: ["--client-idle-seconds", "1", "--client-head-seconds", "1", "--client-body-seconds", "1"])
             try await target.start(api)
             let event = try await api.createGeneralAdmission(10)
             let port = target.port

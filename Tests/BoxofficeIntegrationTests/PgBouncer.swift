@@ -1,5 +1,6 @@
 import BoxofficeHarness
 import BoxofficeStore
+import EmbeddedPostgres
 import Foundation
 
 /// Debian's `pgbouncer` in transaction pooling mode in front of the test cluster, started by the test
@@ -19,7 +20,7 @@ final class PgBouncer: @unchecked Sendable {
         guard let executable = Self.executable else { throw CocoaError(.fileNoSuchFile) }
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-pgbouncer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        port = WorkerProcesses.freePort()
+        port = try Loopback.freePort()
         // The settings deploy/pgbouncer/pgbouncer.ini documents, on a private port. Boxoffice sends its
         // timeouts as startup parameters, which transaction pooling cannot honour per client: PgBouncer
         // is told to ignore them, and the database carries them instead (ALTER DATABASE/ROLE … SET).
@@ -90,26 +91,8 @@ final class PgBouncer: @unchecked Sendable {
     deinit { stop() }
 
     static func accepts(port: Int) -> Bool {
-        guard let descriptor = connectLoopback(port: port) else { return false }
+        guard let descriptor = Loopback.connect(port: port) else { return false }
         close(descriptor)
         return true
     }
-}
-
-/// A TCP connection to 127.0.0.1:`port` as a blocking descriptor (the caller closes it), or nil when
-/// nothing accepts there.
-func connectLoopback(port: Int) -> Int32? {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else {
-        close(descriptor)
-        return nil
-    }
-    return descriptor
 }

@@ -9,11 +9,11 @@ extension IntegrationTests {
         @Test("Behind PgBouncer in transaction mode: migrate, intake, polling workers and long-polls sell exactly the capacity",
               .enabled(if: PgBouncer.executable != nil, "needs Debian's pgbouncer (`.ci/run` installs it)"))
         func transactionPooling() async throws {
-            let bouncer = try PgBouncer(server: try TestCluster.handle.get().base)
+            let bouncer = try PgBouncer(server: try TestCluster.server.get().base)
             defer { bouncer.stop() }
             try await withLiveAPI(configure: { $0.watcher.listen = false }, prepare: { database in
                 // PgBouncer drops the timeouts Boxoffice sends at startup: the database carries them.
-                try await withStore(database) { store in
+                try await withStore(database, logger: testLogger) { store in
                     for (name, value) in [("statement_timeout", "15s"), ("lock_timeout", "5s"), ("idle_in_transaction_session_timeout", "30s")] {
                         try await store.client.query("ALTER DATABASE \(unescaped: database.database) SET \(unescaped: name) = '\(unescaped: value)'")
                     }
@@ -27,7 +27,7 @@ extension IntegrationTests {
 
                 // migrate through the pooler: its lock lives and dies with each transaction.
                 let migrate = Process()
-                migrate.executableURL = WorkerProcesses.siblingExecutable()
+                migrate.executableURL = ChildProcesses.siblingExecutable()
                 migrate.arguments = ["migrate", "--no-prepared-statements", "--log-format", "json"]
                 migrate.environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": api.database.url]) { $1 }
                 migrate.currentDirectoryURL = repositoryRoot

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
+import EmbeddedPostgres
 import Foundation
 import Testing
 
@@ -33,7 +34,7 @@ extension IntegrationTests {
         /// `intents` of 1–2 tickets from `clients` buyers, each awaiting its outcome. Afterwards every
         /// worker exited 0 on SIGTERM, each intent settled once, and the event sold out exactly.
         static func sellOut(_ api: LiveAPI, capacity: Int, intents: Int, clients: Int,
-                            workers: WorkerProcesses, count: Int) async throws -> SaleLoad.Result {
+                            workers: ChildProcesses, count: Int) async throws -> SaleLoad.Result {
             let event = try await api.createGeneralAdmission(capacity)
             try workers.spawn(count)
             var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: intents)
@@ -100,10 +101,7 @@ extension IntegrationTests {
                     kills += 1
                 }
                 #expect(kills >= 1, "the queue drained before any kill: make the backlog larger")
-                let deadline = ContinuousClock.now + .seconds(120)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                _ = try await poll(every: .milliseconds(100), timeout: .seconds(120)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 #expect(await workers.terminateAll() == [0, 0, 0, 0])
                 var result = submitted
                 for id in submitted.accepted {
@@ -135,8 +133,7 @@ extension IntegrationTests {
                 load.longPollEvery = 10
                 let result = try await OpenLoad(load).run()
                 // Only every 10th outcome was awaited: let the workers drain the rest before stopping them.
-                let deadline = ContinuousClock.now + .seconds(60)
-                while try await api.count("intents") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+                _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
                 #expect(result.offered == 800)
@@ -158,17 +155,9 @@ extension IntegrationTests {
         @Test("The open-loop generator gives up at its deadline on a server that never answers, counting every intent failed")
         func openLoopGeneratorDeadline() async throws {
             // A socket that listens but never accepts: connections complete, requests are never read.
-            let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            try #require(listener >= 0)
+            let (listener, port) = try Loopback.listener(backlog: 64)
             defer { close(listener) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            try #require(bound == 0 && listen(listener, 64) == 0)
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
-            var load = OpenLoad.Configuration(baseURL: "http://127.0.0.1:\(UInt16(bigEndian: address.sin_port))", eventID: 1, rate: 50, duration: .milliseconds(400))
+            var load = OpenLoad.Configuration(baseURL: "http://127.0.0.1:\(port)", eventID: 1, rate: 50, duration: .milliseconds(400))
             load.answerGrace = .seconds(1)
             load.connectionsMax = 4
             let result = try await OpenLoad(load).run()

@@ -11,7 +11,7 @@ extension IntegrationTests {
         @Test("migrate twice is a no-op")
         func migrateTwice() async throws {
             let database = try await TestCluster.freshDatabase()
-            let again = try await withStore(database) { store in
+            let again = try await withStore(database, logger: testLogger) { store in
                 try await store.migrate(Migration.embedded)
             }
             #expect(again.isEmpty)
@@ -24,7 +24,7 @@ extension IntegrationTests {
             try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: elsewhere) }
             let migrate = Process()
-            migrate.executableURL = WorkerProcesses.siblingExecutable()
+            migrate.executableURL = ChildProcesses.siblingExecutable()
             migrate.arguments = ["migrate", "--log-format", "json"]
             var environment = ProcessInfo.processInfo.environment.merging(["DATABASE_URL": database.url]) { $1 }
             environment["BOXOFFICE_MIGRATIONS_DIR"] = nil
@@ -36,7 +36,7 @@ extension IntegrationTests {
             // Polled: Foundation's waitUntilExit spins a core on Linux and holds a cooperative thread.
             while migrate.isRunning { try await Task.sleep(for: .milliseconds(20)) }
             #expect(migrate.terminationStatus == 0)
-            let applied = try await withStore(database) { store in
+            let applied = try await withStore(database, logger: testLogger) { store in
                 var versions: [Int] = []
                 for try await version in try await store.client.query("SELECT version FROM schema_migrations ORDER BY version").decode(Int.self) {
                     versions.append(version)
@@ -49,7 +49,7 @@ extension IntegrationTests {
         @Test("The audit catches a broken invariant (it can fail)")
         func auditCatchesCorruption() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
                 let drafts = (0..<2).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
                 _ = try await store.enqueue(drafts)
@@ -73,7 +73,7 @@ extension IntegrationTests {
         @Test("A seat label that does not parse fails every read of its outcome, never shown with the seat missing (it can fail)")
         func unparsableSeatLabel() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
                 let request = PurchaseRequest.seats([SeatLabel(section: "A", row: 1, seat: 1), SeatLabel(section: "A", row: 1, seat: 2)])
                 let id = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: request, idempotencyKey: nil)])[0].publicID
@@ -103,7 +103,7 @@ extension IntegrationTests {
         @Test("Events are permanent (intents and outcomes carry no foreign key) and the audit finds an orphan")
         func eventsArePermanent() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Kept", layout: .generalAdmission(capacity: 5))
                 _ = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil)])
                 await #expect(throws: (any Error).self, "DELETE was allowed") { try await store.client.query("DELETE FROM events") }
@@ -120,7 +120,7 @@ extension IntegrationTests {
         @Test("Queue position and an event's pending: exact up to the count bound, then estimated from ids (exact for one event, never low)")
         func queuePosition() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let hot = try await store.createEvent(name: "Hot", layout: .generalAdmission(capacity: 5))
                 let other = try await store.createEvent(name: "Other", layout: .generalAdmission(capacity: 5))
                 let bound = Store.queuePositionCountMax
@@ -150,7 +150,7 @@ extension IntegrationTests {
         @Test("Intake notifies the workers only when asked to (the intake group commit throttles NOTIFY)")
         func intakeNotifyFlag() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Quiet", layout: .generalAdmission(capacity: 5))
                 // Intake's notifications, and markers: PostgreSQL delivers notifications in commit order, so
                 // once a marker sent after some statements is heard, whatever those statements sent was heard too.
@@ -171,10 +171,10 @@ extension IntegrationTests {
                 }
                 // The LISTEN is in place once a notification sent now is heard.
                 let draft = { (keyed: Bool) in IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil) }
-                let deadline = ContinuousClock.now + .seconds(10)
-                while heard.load(ordering: .relaxed) == 0, ContinuousClock.now < deadline {
+                _ = try await poll(timeout: .seconds(10)) {
+                    guard heard.load(ordering: .relaxed) == 0 else { return nil }
                     _ = try await store.enqueue([draft(false)], notify: true)
-                    try await Task.sleep(for: .milliseconds(50))
+                    return "nothing heard"
                 }
                 try #require(heard.load(ordering: .relaxed) > 0, "the listener never heard intake")
                 try await sendMarkerAndWait("marker-listening")
@@ -183,7 +183,8 @@ extension IntegrationTests {
                 _ = try await store.enqueue([draft(false), draft(false)], notify: false)
                 _ = try await store.enqueue([draft(true)], notify: false)
                 _ = try await store.enqueue([draft(false)], notify: true)
-                try await sendMarkerAndWait("marker-after-groups")
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(10)) { heard.load(ordering: .relaxed) == before ? "nothing heard" : nil }
+                try await Task.sleep(for: .milliseconds(300))
                 #expect(heard.load(ordering: .relaxed) == before + 1)
             }
         }
@@ -191,7 +192,7 @@ extension IntegrationTests {
         @Test("A batch that fails mid-settle rolls back entirely and the intents are claimed again")
         func failedBatchRollsBack() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Gig", layout: .generalAdmission(capacity: 5))
                 let drafts = (0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
                 _ = try await store.enqueue(drafts)
@@ -215,7 +216,7 @@ extension IntegrationTests {
         @Test("Workers skip an event whose allocation right another transaction holds, and serve the next")
         func busyEventIsSkipped() async throws {
             let database = try await TestCluster.freshDatabase()
-            try await withStore(database) { store in
+            try await withStore(database, logger: testLogger) { store in
                 let busy = try await store.createEvent(name: "Busy", layout: .generalAdmission(capacity: 5))
                 let free = try await store.createEvent(name: "Free", layout: .generalAdmission(capacity: 5))
                 _ = try await store.enqueue([busy, free].map { IntentDraft(eventID: $0.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil) })

@@ -16,41 +16,22 @@ import Testing
 /// The one PostgreSQL of this test run: DATABASE_URL's server if set, else a private cluster
 /// started from the installed binaries (as the `postgres` user when running as root).
 enum TestCluster {
-    struct Handle: Sendable {
-        let base: DatabaseConfiguration
-        let cluster: EmbeddedPostgres?
+    // Tests assert behaviour, not durability: fsync off keeps them quick.
+    static let server: Result<DatabaseServer, any Error> = Result {
+        try DatabaseServer.start(privateCluster: .init(durable: false, maxConnections: 400), logger: testLogger)
     }
-
-    static let handle: Result<Handle, any Error> = Result {
-        if let configured = try DatabaseConfiguration.fromEnvironment() {
-            return Handle(base: configured, cluster: nil)
-        }
-        // Tests assert behaviour, not durability: fsync off keeps them quick.
-        let cluster = try EmbeddedPostgres.start(options: .init(durable: false, maxConnections: 400))
-        return Handle(base: try DatabaseConfiguration(url: cluster.url), cluster: cluster)
-    }
-
-    static let counter = Atomic<Int>(0)
 
     /// A fresh database with no tables yet, for one test (migration tests apply what they need).
     static func emptyDatabase() async throws -> DatabaseConfiguration {
-        let handle = try handle.get()
-        let name = "t_\(getpid())_\(counter.add(1, ordering: .relaxed).newValue)_\(UInt32.random(in: 0...UInt32.max))"
-        try await withStore(handle.base) { store in
-            try await store.client.query("CREATE DATABASE \(unescaped: name)")
-        }
-        var configuration = handle.base
-        configuration.database = name
+        var configuration = try await server.get().emptyDatabase(prefix: "t")
         configuration.connectionsMax = 32
         return configuration
     }
 
     /// A fresh, migrated database for one test.
     static func freshDatabase() async throws -> DatabaseConfiguration {
-        let configuration = try await emptyDatabase()
-        try await withStore(configuration) { store in
-            try await store.migrate(Migration.embedded)
-        }
+        var configuration = try await server.get().migratedDatabase(prefix: "t")
+        configuration.connectionsMax = 32
         return configuration
     }
 }
@@ -60,21 +41,6 @@ let testLogger: Logger = {
     logger.logLevel = .warning
     return logger
 }()
-
-/// Runs `body` with a Store whose pool runs for exactly as long as `body`.
-@discardableResult
-func withStore<T: Sendable>(_ configuration: DatabaseConfiguration, _ body: @Sendable @escaping (Store) async throws -> T) async throws -> T {
-    let store = Store(configuration: configuration, logger: testLogger)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            await store.run()
-            return nil
-        }
-        defer { group.cancelAll() }
-        try await store.checkReachable()
-        return try await body(store)
-    }
-}
 
 /// A fresh database with the API running in-process on a free port.
 struct LiveAPI: Sendable {
@@ -165,10 +131,8 @@ func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
             let serviceGroup = ServiceGroup(configuration: .init(services: [app], logger: testLogger))
             group.addTask { try await serviceGroup.run() }
             defer { group.cancelAll() }
-            let deadline = ContinuousClock.now + .seconds(30)
-            while port.withLock({ $0 }) == nil {
-                guard ContinuousClock.now < deadline else { throw CancellationError() }
-                try await Task.sleep(for: .milliseconds(10))
+            try await waitUntil("the API to listen", every: .milliseconds(10), timeout: .seconds(30)) {
+                port.withLock { $0 } == nil ? "no port bound" : nil
             }
             try await body(LiveAPI(store: store, baseURL: "http://127.0.0.1:\(port.withLock { $0 }!)", database: database, http: http))
             await serviceGroup.triggerGracefulShutdown()
@@ -182,9 +146,9 @@ func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
 }
 
 /// `boxoffice work` processes against `database`, SIGTERMed (and checked) by the caller.
-func workerProcesses(_ database: DatabaseConfiguration, batchSize: Int, extra: [String] = []) -> WorkerProcesses {
-    WorkerProcesses(
-        executable: WorkerProcesses.siblingExecutable(),
+func workerProcesses(_ database: DatabaseConfiguration, batchSize: Int, extra: [String] = []) -> ChildProcesses {
+    ChildProcesses(
+        executable: ChildProcesses.siblingExecutable(),
         databaseURL: database.url,
         arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning", "--poll-milliseconds", "100"] + extra,
         logDirectory: workerLogDirectory)

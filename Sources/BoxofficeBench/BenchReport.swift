@@ -7,7 +7,7 @@ extension BenchResults {
         drain.filter { $0.label == "general admission" }.max { $0.allocationsPerSecond < $1.allocationsPerSecond }
     }
 
-    func markdown(plan: BenchPlan, environment: [String], command: String, picture: String? = nil) -> String {
+    package func markdown(plan: BenchPlan, environment: [String], command: String, picture: String? = nil) -> String {
         var lines: [String] = ["# Boxoffice benchmarks", ""]
         lines += environment.map { "- \($0)" }
         lines += ["- command: `\(command)`", ""]
@@ -89,7 +89,7 @@ extension BenchResults {
     }
 
     /// Throughput vs batch size (one line per worker count) and the HTTP latency percentiles, as SVG.
-    func svg() -> String {
+    package func svg() -> String {
         let width = 960.0, height = 420.0
         var parts: [String] = [
             #"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="420" font-family="sans-serif" font-size="12">"#,

@@ -1,9 +1,10 @@
 import Foundation
 
-/// A set of `boxoffice work` child processes: how demo, bench and tests run "several workers".
+/// A set of `boxoffice` child processes of one subcommand (`work` by default, or `serve`): how demo,
+/// bench and tests run several workers or API processes.
 ///
-/// Each child gets `--parent-pid`, so it exits by itself if this process dies without cleaning up.
-public final class WorkerProcesses: @unchecked Sendable {
+/// Each `work` child gets `--parent-pid`, so it exits by itself if this process dies without cleaning up.
+public final class ChildProcesses: @unchecked Sendable {
     // Guarded by `lock`: Process objects are only touched under it.
     private let lock = NSLock()
     private var processes: [Process] = []
@@ -22,7 +23,7 @@ public final class WorkerProcesses: @unchecked Sendable {
     ///   - executable: the `boxoffice` binary.
     ///   - databaseURL: handed to the children as DATABASE_URL.
     ///   - arguments: extra `work` options, e.g. `["--batch-size", "512"]`.
-    ///   - logDirectory: where each child's stderr goes (`worker-N.log`); nil discards it.
+    ///   - logDirectory: where each child's stderr goes (`<subcommand>-N.log`); nil discards it.
     ///   - subcommand: `work`, or `serve` for API processes.
     ///   - environment: extra variables for the children (tokens, say).
     public init(executable: URL, databaseURL: String, arguments: [String] = [], logDirectory: URL? = nil,
@@ -50,7 +51,7 @@ public final class WorkerProcesses: @unchecked Sendable {
     public var count: Int { lock.withLock { processes.count } }
     public var pids: [Int32] { lock.withLock { processes.map(\.processIdentifier) } }
 
-    /// Starts `count` more workers.
+    /// Starts `count` more children.
     public func spawn(_ count: Int) throws {
         for _ in 0..<count {
             let process = Process()
@@ -119,25 +120,7 @@ public final class WorkerProcesses: @unchecked Sendable {
         }
     }
 
-    /// A TCP port on 127.0.0.1 that nothing listens on right now, for a child server.
-    public static func freePort() -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    /// SIGKILLs the worker at `index` (a crash at an arbitrary instant) and forgets it.
+    /// SIGKILLs the child at `index` (a crash at an arbitrary instant) and forgets it.
     public func kill(at index: Int) {
         let process: Process? = lock.withLock {
             guard processes.indices.contains(index) else { return nil }
@@ -150,8 +133,8 @@ public final class WorkerProcesses: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    /// SIGTERMs every worker and waits (bounded) for each to exit; returns their exit codes.
-    /// A worker still running after `timeout` is SIGKILLed and reported as -9.
+    /// SIGTERMs every child and waits (bounded) for each to exit; returns their exit codes.
+    /// A child still running after `timeout` is SIGKILLed and reported as -9.
     @discardableResult
     public func terminateAll(timeout: Duration = .seconds(20)) async -> [Int32] {
         let all = lock.withLock {

@@ -1,60 +1,10 @@
 import BoxofficeCore
+import BoxofficeStore
 import Foundation
 import PostgresNIO
 
-/// Statements only the benchmark runs: bulk pre-queueing, and the reference designs Boxoffice is
-/// measured against, on the same schema. Kept here so that every line of SQL stays in the Store.
-extension Store {
-    /// Queues `count` intents for `eventID` in one statement, as if they had arrived in that order
-    /// (with their acceptance records, as intake writes them).
-    /// `quantities` cycles (1, 2, 1, 2…); `sections` cycles too (nil = anywhere).
-    public func prequeue(eventID: EventID, count: Int, quantities: [Int] = [1], sections: [String?] = [nil]) async throws {
-        precondition(count >= 0 && !quantities.isEmpty && !sections.isEmpty)
-        let sectionTexts = sections.map { $0 ?? "" }
-        try await client.query("""
-            WITH queued AS (
-                INSERT INTO intents (public_id, event_id, customer, quantity, section)
-                SELECT gen_random_uuid(), \(eventID), 'bench-' || g,
-                       (\(quantities)::int[])[1 + g % \(quantities.count)],
-                       NULLIF((\(sectionTexts)::text[])[1 + g % \(sectionTexts.count)], '')
-                FROM generate_series(1, \(count)) AS g
-                RETURNING id, public_id, event_id, created_at
-            )
-            INSERT INTO acceptances (intent_id, public_id, event_id, accepted_at)
-            SELECT id, public_id, event_id, created_at FROM queued
-            """, logger: logger)
-    }
-
-    /// Intents still queued for `eventID`.
-    public func queuedCount(eventID: EventID) async throws -> Int {
-        for try await count in try await client.query("SELECT count(*) FROM intents WHERE event_id = \(eventID)", logger: logger).decode(Int.self) {
-            return count
-        }
-        return 0
-    }
-
-    /// Settled batches of an event: each batch's outcomes share one statement timestamp.
-    public func settledBatchCount(eventID: EventID) async throws -> Int {
-        for try await count in try await client.query("SELECT count(DISTINCT decided_at) FROM outcomes WHERE event_id = \(eventID)", logger: logger).decode(Int.self) {
-            return count
-        }
-        return 0
-    }
-
-    /// Runs a statement outside any transaction, e.g. `CREATE DATABASE` for a benchmark cell.
-    public func execute(unsafeSQL sql: String) async throws {
-        try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger)
-    }
-
-    /// A server setting, e.g. `fsync`, for the benchmark's report.
-    public func setting(_ name: String) async throws -> String {
-        for try await value in try await client.query("SELECT current_setting(\(name))", logger: logger).decode(String.self) { return value }
-        return "?"
-    }
-}
-
 /// The usual designs a flash sale is built with, one purchase per transaction, for comparison.
-public enum ReferenceStrategy: String, CaseIterable, Sendable {
+enum ReferenceStrategy: String, CaseIterable, Sendable {
     /// (a) Lock the event's inventory row (`SELECT … FOR UPDATE`), check, update, record the order, commit.
     case rowLock = "row_lock"
     /// (b) Take one free seat row with `FOR UPDATE SKIP LOCKED`, fail fast when none is free.
@@ -62,7 +12,7 @@ public enum ReferenceStrategy: String, CaseIterable, Sendable {
     /// (c) One atomic `UPDATE … SET available = available - 1 WHERE available > 0`, recording the order.
     case atomicDecrement = "atomic_decrement"
 
-    public var title: String {
+    var title: String {
         switch self {
         case .rowLock: "(a) SELECT … FOR UPDATE per purchase"
         case .skipLockedSeat: "(b) one seat row FOR UPDATE SKIP LOCKED per purchase"
@@ -73,7 +23,7 @@ public enum ReferenceStrategy: String, CaseIterable, Sendable {
 
 extension Store {
     /// Creates the per-seat table design (b) needs, with one row per ticket of `eventID`.
-    public func prepareReferenceSeats(eventID: EventID, capacity: Int) async throws {
+    func prepareReferenceSeats(eventID: EventID, capacity: Int) async throws {
         try await client.query("""
             CREATE TABLE IF NOT EXISTS reference_seats (
                 event_id bigint NOT NULL, seat_no integer NOT NULL, sold boolean NOT NULL DEFAULT false,
@@ -87,7 +37,7 @@ extension Store {
 
     /// Design (b) counts nothing on the hot inventory row (that is its point); bring the counters in
     /// line with its seats afterwards so the audit can check the run.
-    public func reconcileReferenceSeats(eventID: EventID) async throws {
+    func reconcileReferenceSeats(eventID: EventID) async throws {
         try await client.query("""
             UPDATE inventory SET sold = s.sold, available = capacity - s.sold
             FROM (SELECT count(*)::int AS sold FROM reference_seats WHERE event_id = \(eventID) AND sold) s
@@ -98,7 +48,7 @@ extension Store {
     /// One purchase of one ticket with `strategy`, in its own transaction; true when a ticket was sold.
     /// Each writes an outcome row and its acceptance record like Boxoffice does, so the comparison is
     /// like for like (and the audit finds every outcome accepted).
-    public func referencePurchase(_ strategy: ReferenceStrategy, eventID: EventID, customer: String) async throws -> Bool {
+    func referencePurchase(_ strategy: ReferenceStrategy, eventID: EventID, customer: String) async throws -> Bool {
         let publicID = RandomUUID.make()
         switch strategy {
         case .rowLock:
@@ -152,25 +102,5 @@ extension Store {
                 """, logger: logger).decode(Int.self) { sold = true }
             return sold
         }
-    }
-}
-
-extension Store {
-    /// When each of `publicIDs` was decided (`outcomes.decided_at`, the settle statement's start);
-    /// undecided ids are absent. Reads 10,000 ids per query.
-    public func decidedAt(_ publicIDs: [UUID]) async throws -> [UUID: Date] {
-        var result: [UUID: Date] = [:]
-        for start in stride(from: 0, to: publicIDs.count, by: 10_000) {
-            let chunk = Array(publicIDs[start..<min(start + 10_000, publicIDs.count)])
-            let rows = try await client.query("SELECT public_id, decided_at FROM outcomes WHERE public_id = ANY(\(chunk)::uuid[])", logger: logger)
-            for try await (id, decided) in rows.decode((UUID, Date).self) { result[id] = decided }
-        }
-        return result
-    }
-
-    /// Intents queued for all events.
-    public func totalQueued() async throws -> Int {
-        for try await count in try await client.query("SELECT count(*) FROM intents", logger: logger).decode(Int.self) { return count }
-        return 0
     }
 }
