@@ -1,8 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Targets read like the architecture: a pure Core, a Store that owns every line of SQL,
-// a thin HTTP API, the Worker loop, and one `boxoffice` executable that only wires them.
+// Targets read like the architecture: a pure Core, a Store that owns every line of the product's SQL,
+// a thin HTTP API, the Worker loop, and one `boxoffice` executable that only wires them. The benchmark,
+// the test harness and the build plugin sit beside them, never inside.
 let package = Package(
     name: "boxoffice",
     platforms: [.macOS(.v15)],
@@ -24,7 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
-        // Domain values and the allocator. Pure Swift: no I/O, no Postgres.
+        // Domain values, the allocator and the one seeded generator. Pure Swift: no I/O, no Postgres.
         .target(name: "BoxofficeCore"),
         // Bounded waits, the process-wide deadline clock, the doorbell and the LISTEN retry loop: what the
         // Store, the API and the Worker share for waiting. No Postgres.

@@ -122,7 +122,8 @@ public final class AllocationWorker: Service, Sendable {
         let since: ContinuousClock.Instant
     }
 
-    /// The loop. Never cancelled in the middle of a claim by a graceful shutdown: only the idle wait is.
+    /// The loop. Never interrupted in the middle of a claim, by a graceful shutdown or by cancellation: only
+    /// the idle wait and the pauses are.
     func allocateUntilShutdown() async {
         var backoff = Duration.milliseconds(50)
         var lastClaim = ContinuousClock.now - configuration.hotPeriod
@@ -132,10 +133,15 @@ public final class AllocationWorker: Service, Sendable {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
-                let report = try await store.allocateNextBatch(batchSizeMax: configuration.batchSizeMax,
-                                                               claimSizeMaxByEvent: strains.mapValues(\.claimSizeMax)) { inventory, claimed in
-                    Allocator.allocate(claimed, from: &inventory)
-                }
+                // A claim runs to its commit or rollback even when this task is cancelled (an unstructured task
+                // does not inherit cancellation): a query cancelled midway takes its pooled connection down with it,
+                // and every statement of a claim is bounded by statement_timeout anyway.
+                let (store, batchSizeMax, claimSizes) = (store, configuration.batchSizeMax, strains.mapValues(\.claimSizeMax))
+                let report = try await Task {
+                    try await store.allocateNextBatch(batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes) { inventory, claimed in
+                        Allocator.allocate(claimed, from: &inventory)
+                    }
+                }.value
                 backoff = .milliseconds(50)
                 guard let report else {
                     let hot = ContinuousClock.now - lastClaim < configuration.hotPeriod
@@ -193,11 +199,6 @@ public final class AllocationWorker: Service, Sendable {
                 }
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
-            } catch where Task.isCancelled {
-                // Cancelled (not a graceful shutdown, which never interrupts a claim): whatever the claim had
-                // in hand was rolled back with its transaction, and that is no failure of the claim's.
-                logger.info("worker cancelled; the batch in hand, if any, was rolled back and its intents will be claimed again")
-                break
             } catch {
                 totalsState.withLock { $0.failedClaims += 1 }
                 logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [

@@ -1,6 +1,9 @@
 import Testing
 @testable import BoxofficeCore
 
+// Long on purpose: one property per rule of the allocator (general admission, sections, exact seats,
+// mixed batches), each with its generator and its judge; they share PropertySupport.swift.
+
 /// Property tests: every case is a random but seeded inventory and batch, judged against `SeatGrid`, a model
 /// kept apart from `Inventory`'s own bookkeeping. See PropertySupport.swift for replaying a seed.
 @Suite("Allocator properties")

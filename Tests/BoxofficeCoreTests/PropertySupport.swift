@@ -10,49 +10,18 @@ import Darwin
 #endif
 
 // Shared machinery for the allocator's property tests: a seeded PRNG, a runner that reports the seed of
-// a failing case, an independent model of a seat map, and random scenario generators.
+// a failing case, an independent model of a seat map, and random scenario generators (long because the
+// model must stand on its own, apart from `Inventory`'s bookkeeping).
 //
 // Replaying a failure: every failing expectation names its case seed ("seed 20417: ..."). Run
 // `BOXOFFICE_SEED=20417 swift test --filter BoxofficeCoreTests` to run every property on that one seed.
 
 // MARK: - Seeded randomness
 
-/// SplitMix64 (Steele, Lea & Flood): tiny, fast and the same sequence on every platform and toolchain.
-///
-/// Deliberately not a `RandomNumberGenerator`: the standard library's `random(in:using:)` algorithms are
-/// not promised to stay the same across releases, and a recorded seed must keep meaning the same case.
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// An integer in `range` (the modulo bias is irrelevant for generating test cases).
-    mutating func int(_ range: ClosedRange<Int>) -> Int {
-        let span = UInt64(range.upperBound - range.lowerBound) + 1
-        return range.lowerBound + Int(next() % span)
-    }
-
-    /// True with probability `percent`/100.
-    mutating func chance(_ percent: Int) -> Bool { int(1...100) <= percent }
-
-    mutating func element<T>(_ array: [T]) -> T { array[int(0...(array.count - 1))] }
-
-    /// Fisher–Yates.
-    mutating func shuffle<T>(_ array: inout [T]) {
-        guard array.count > 1 else { return }
-        for i in stride(from: array.count - 1, to: 0, by: -1) {
-            array.swapAt(i, int(0...i))
-        }
-    }
-}
+// `SplitMix64` lives in BoxofficeCore (one seeded generator for the sale generator, the fault tests and
+// these properties). Properties draw through its own `int(_:)`, never the standard library's
+// `random(in:using:)`, whose algorithms are not promised to stay the same across releases: a recorded
+// seed must keep meaning the same case.
 
 // MARK: - Property runner
 

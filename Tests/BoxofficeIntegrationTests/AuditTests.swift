@@ -8,6 +8,9 @@ import PostgresNIO
 import Synchronization
 import Testing
 
+// Long on purpose: each test breaks a finished sale one way (a lost row, a poisoned intent, a corrupt
+// seat) and checks that `verify` names it, so the list of what the audit catches reads in one file.
+
 extension IntegrationTests {
     @Suite("Audit: acceptance record, quarantine, what was asked for")
     struct AuditTests {

@@ -8,6 +8,9 @@ import NIOCore
 import Synchronization
 import Testing
 
+// Long on purpose: one attack per test (idle, slowloris, slow body, big head, long-polls, intake during
+// an outage), each with its server, its client and the figures it prints; the helpers they share follow.
+
 /// The `boxoffice` binary the hostile-client tests attack: the release build when `.ci/run` (or you)
 /// built one from the current sources, else the debug build beside the tests. Figures in the README
 /// come from the release build.

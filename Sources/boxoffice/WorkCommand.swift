@@ -1,0 +1,75 @@
+import ArgumentParser
+import BoxofficeStore
+import BoxofficeWorker
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct Work: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one allocation worker: claim a batch, allocate, settle, repeat. Run several to scale.",
+        discussion: """
+            On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again. \
+            A worker holds exactly the connections it uses, opened at start and kept: one for the batch transaction and one \
+            in LISTEN (one in all with --no-listen); --connections-max does not apply to it.
+            """)
+
+    @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
+    @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
+    @Option(help: "Milliseconds to let a batch fill after a small one (fewer than 64 intents) before claiming again: fewer, larger transactions while intake trickles in; 0 claims at once.") var lingerMilliseconds = 5
+    @Option(help: "Failures in a row of an event's batch, at one claim size, before its claims are halved (down to 1) and, at 1, before that intent is quarantined. Only failures the batch may cause count (data errors, statement timeouts).") var quarantineFailures = AllocationWorker.Configuration().failuresPerClaimSize
+    @Option(help: "Seconds an event must have been failing before a lone intent is quarantined for statement timeouts (a stalled database must not reject a healthy buyer).") var quarantineTimeoutSeconds = Int(AllocationWorker.Configuration().timeoutQuarantineAfter.components.seconds)
+    @Option(help: "Intents of one event this worker quarantines at most; past it the event's failures are backed off and logged as errors.") var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
+    @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @Option(help: .hidden) var parentPid: Int32?
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (1...100_000).contains(batchSize) else { throw ValidationError("--batch-size must be 1...100000") }
+        guard (1...60_000).contains(pollMilliseconds) else { throw ValidationError("--poll-milliseconds must be 1...60000") }
+        guard (0...1_000).contains(lingerMilliseconds) else { throw ValidationError("--linger-milliseconds must be 0...1000") }
+        guard (1...100).contains(quarantineFailures) else { throw ValidationError("--quarantine-failures must be 1...100") }
+        guard (0...86_400).contains(quarantineTimeoutSeconds) else { throw ValidationError("--quarantine-timeout-seconds must be 0...86400") }
+        guard (0...100_000).contains(quarantinesPerEventMax) else { throw ValidationError("--quarantines-per-event-max must be 0...100000") }
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "boxoffice.worker")
+        var databaseConfiguration = try database.configuration()
+        // One connection for the batch, one for LISTEN: kept open (see keepsConnectionsOpen), so no more than used.
+        databaseConfiguration.connectionsMax = noListen ? 1 : 2
+        databaseConfiguration.customPlans = true
+        databaseConfiguration.keepsConnectionsOpen = true
+        let store = Store(configuration: databaseConfiguration, logger: logger)
+        var configuration = AllocationWorker.Configuration()
+        configuration.batchSizeMax = batchSize
+        configuration.pollInterval = .milliseconds(pollMilliseconds)
+        configuration.linger = .milliseconds(lingerMilliseconds)
+        configuration.failuresPerClaimSize = quarantineFailures
+        configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
+        configuration.quarantinesPerEventMax = quarantinesPerEventMax
+        configuration.listen = !noListen
+        let worker = AllocationWorker(store: store, configuration: configuration, logger: logger)
+        var services: [any Service] = [StoreService(store: store), worker]
+        if let parentPid { services.append(ParentWatch(parentPID: parentPid)) }
+        logger.info("worker started", metadata: ["batch_size": "\(batchSize)", "database": "\(databaseConfiguration)"])
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// Ends the process's service group when the parent that spawned it (demo, tests) is gone, so no
+/// orphaned worker outlives a crashed parent.
+struct ParentWatch: Service {
+    let parentPID: Int32
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            if kill(parentPID, 0) != 0 || getppid() != parentPID { return }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(500)) }
+        }
+    }
+}
