@@ -65,9 +65,11 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             throw APIError(error.status, Self.code(for: error.status), error.body ?? Self.message(for: error.status, path: request.uri.path))
         } catch {
-            failures.log(.warning, key: "request failed", "request failed; answered 503", metadata: [
-                "path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))",
-            ])
+            failures.log(
+                .warning, key: "request failed", "request failed; answered 503",
+                metadata: [
+                    "path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))",
+                ])
             throw APIError.databaseUnavailable
         }
     }

@@ -22,7 +22,8 @@ public enum AccessControl: Sendable {
     /// Tokens from `BOXOFFICE_PRODUCER_TOKEN` and `BOXOFFICE_ADMIN_TOKEN`; nil when neither is set.
     /// Throws when only one is set or one is malformed, so a typo never starts an open server.
     public static func fromEnvironment(_ environment: [String: String]) throws(AccessError) -> AccessControl? {
-        let producer = environment["BOXOFFICE_PRODUCER_TOKEN"], admin = environment["BOXOFFICE_ADMIN_TOKEN"]
+        let producer = environment["BOXOFFICE_PRODUCER_TOKEN"]
+        let admin = environment["BOXOFFICE_ADMIN_TOKEN"]
         switch (producer, admin) {
         case (nil, nil):
             return nil

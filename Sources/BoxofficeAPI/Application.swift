@@ -49,8 +49,10 @@ public struct APIConfiguration: Sendable {
 
 /// Builds the HTTP application with its services: the Store's pool first, then group commit and
 /// the long-poll watcher, so shutdown drains HTTP, then intake, then closes the pool.
-public func buildApplication(store: Store, configuration: APIConfiguration, logger: Logger,
-                             onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+public func buildApplication(
+    store: Store, configuration: APIConfiguration, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
     let groupCommit = IntakeGroupCommit(store: store, configuration: configuration.groupCommit, logger: logger)
     let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
     let routes = RouteTable.api(store: store, groupCommit: groupCommit, watcher: watcher, configuration: configuration)
@@ -80,8 +82,9 @@ extension RouteTable {
         return RouteTable(controllers: [
             OperationsController(store: bounded),
             EventController(store: bounded, configuration: configuration),
-            IntentController(store: bounded, groupCommit: groupCommit, watcher: watcher, configuration: configuration,
-                             bulkSlots: Slots(configuration.bulkRequestsMax)),
+            IntentController(
+                store: bounded, groupCommit: groupCommit, watcher: watcher, configuration: configuration,
+                bulkSlots: Slots(configuration.bulkRequestsMax)),
         ])
     }
 }

@@ -1,12 +1,13 @@
 import HummingbirdCore
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Hummingbird's HTTP/1.1 child channel with ``ClientLimits`` enforced below the router.
 ///
@@ -77,7 +78,6 @@ final class InboundBytesWatch: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelRead(data)
     }
 }
-
 
 /// The connection cap: Hummingbird stops accepting while `connectionsMax` connections are open,
 /// so excess clients wait in the kernel's accept queue (`backlog`) and cost this process nothing.

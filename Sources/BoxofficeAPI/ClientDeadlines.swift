@@ -1,12 +1,13 @@
 import HummingbirdCore
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The phases of one connection and the deadline of each phase in which the client must act:
 /// idle (no request) → reading a head → reading a body → handled by the API (no deadline here: the
@@ -270,8 +271,9 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     private func headExpired() {
         counters.headTimeouts.add()
         guard let context else { return }
-        refuse(context, .requestTimeout, "request_timeout",
-               "the request head did not arrive within \(limits.headReadTimeout); send it at once")
+        refuse(
+            context, .requestTimeout, "request_timeout",
+            "the request head did not arrive within \(limits.headReadTimeout); send it at once")
     }
 
     private func bodyExpired() {
@@ -283,8 +285,9 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        refuse(context, .requestTimeout, "request_timeout",
-               "the request body did not arrive within \(limits.bodyReadTimeout) of its head; send it at once")
+        refuse(
+            context, .requestTimeout, "request_timeout",
+            "the request body did not arrive within \(limits.bodyReadTimeout) of its head; send it at once")
     }
 
     /// Answers with the API's JSON error body and closes the connection.

@@ -207,9 +207,11 @@ public final class IntakeGroupCommit: Service, Sendable {
                 // Requests still waiting would meet the same database: they are answered now, not at their deadlines.
                 let failFastPeriod = configuration.failFastPeriod
                 refuseWaiting(.databaseFailing) { $0.health = .failing(until: .now + failFastPeriod) }
-                failures.log(.warning, key: "intake group failed", "intake group failed; answering 503 at once for \(configuration.failFastPeriod)", metadata: [
-                    "intents": "\(group.count)", "error": "\(describeDatabaseError(error))",
-                ])
+                failures.log(
+                    .warning, key: "intake group failed", "intake group failed; answering 503 at once for \(configuration.failFastPeriod)",
+                    metadata: [
+                        "intents": "\(group.count)", "error": "\(describeDatabaseError(error))",
+                    ])
                 for waiting in group { waiting.continuation.resume(throwing: error) }
             }
         }

@@ -53,7 +53,7 @@ enum JSONValue: Equatable {
     static func parse(_ raw: UnsafeRawBufferPointer, what: String, topLevelItemsMax: Int = .max) throws -> JSONValue {
         do {
             return try JSONParser.parse(raw, topLevelItemsMax: topLevelItemsMax)
-        } catch where error.tooManyItems {
+        } catch  where error.tooManyItems {
             throw TooManyItems()
         } catch {
             throw APIError(.badRequest, "malformed_json", "\(what) is not valid JSON: \(error.reason) (at byte \(error.offset))")
@@ -127,7 +127,8 @@ struct JSONObject {
         guard case .object(let fields) = value else { throw APIError.invalid("expected a JSON object, got \(value.typeName)") }
         let unknown = Set(fields.keys).subtracting(allowed)
         guard unknown.isEmpty else {
-            throw APIError.invalid("unknown field(s) \(unknown.sorted().joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
+            throw APIError.invalid(
+                "unknown field(s) \(unknown.sorted().joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
         }
         self.fields = fields
     }
@@ -142,7 +143,9 @@ struct JSONObject {
         guard case .string(let text) = value else { throw APIError.invalid("\(key) must be a string, got \(value.typeName)") }
         if Self.isPlainASCII(text, lengthMax: lengthMax) { return text }
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.unicodeScalars.count <= lengthMax, trimmed.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F }) else {
+        guard !trimmed.isEmpty, trimmed.unicodeScalars.count <= lengthMax,
+            trimmed.unicodeScalars.allSatisfy({ !$0.properties.isDefaultIgnorableCodePoint && $0.value >= 0x20 && $0.value != 0x7F })
+        else {
             throw APIError.invalid("\(key) must be 1 to \(lengthMax) printable characters")
         }
         return trimmed

@@ -142,9 +142,11 @@ public final class OutcomeWatcher: Service, Sendable {
                 if let event = EventID(payload) { self.eventSettled(event) }
             }
         } connectionLost: { error, retryIn in
-            self.logger.info("outcome LISTEN connection lost; polling until it is back", metadata: [
-                "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
-            ])
+            self.logger.info(
+                "outcome LISTEN connection lost; polling until it is back",
+                metadata: [
+                    "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
+                ])
         }
     }
 

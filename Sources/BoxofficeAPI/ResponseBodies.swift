@@ -11,7 +11,10 @@ struct EventBody: Encodable {
         let name: String
         let rows: Int
         let seatsPerRow: Int
-        enum CodingKeys: String, CodingKey { case name, rows, seatsPerRow = "seats_per_row" }
+        enum CodingKeys: String, CodingKey {
+            case name, rows
+            case seatsPerRow = "seats_per_row"
+        }
     }
 
     let id: EventID
@@ -127,11 +130,12 @@ struct StatusBody {
     init(_ status: IntentStatus) { self.status = status }
 
     func response(headers: HTTPFields = [:]) -> Response {
-        let (state, seats, reason, queuePosition): (String, [String], String?, Int?) = switch status.state {
-        case .pending(let ahead): (IntentStatusWord.pending.rawValue, [], nil, ahead + 1)
-        case .decided(.confirmed(_, let labels)): (IntentStatusWord.confirmed.rawValue, labels.map(\.description), nil, nil)
-        case .decided(.rejected(let why)): (IntentStatusWord.rejected.rawValue, [], why.rawValue, nil)
-        }
+        let (state, seats, reason, queuePosition): (String, [String], String?, Int?) =
+            switch status.state {
+            case .pending(let ahead): (IntentStatusWord.pending.rawValue, [], nil, ahead + 1)
+            case .decided(.confirmed(_, let labels)): (IntentStatusWord.confirmed.rawValue, labels.map(\.description), nil, nil)
+            case .decided(.rejected(let why)): (IntentStatusWord.rejected.rawValue, [], why.rawValue, nil)
+            }
         return JSONWriter.response(headers: headers) { json in
             json.object { json in
                 json.field("event_id", Int(status.eventID))

@@ -17,9 +17,11 @@ package struct BenchPlan: Sendable {
 
     /// The command's options as given: lists are comma-separated; values out of range are dropped
     /// (lists) or clamped (numbers).
-    package init(scenarios: String, workers: String, batchSizes: String, intents: Int, tickets: Int, cellSeconds: Int,
-                 httpRates: String, httpSeconds: Int, saturationConnections: String, referenceClients: String,
-                 referenceSeconds: Int, queueLengths: String) {
+    package init(
+        scenarios: String, workers: String, batchSizes: String, intents: Int, tickets: Int, cellSeconds: Int,
+        httpRates: String, httpSeconds: Int, saturationConnections: String, referenceClients: String,
+        referenceSeconds: Int, queueLengths: String
+    ) {
         let numbers: (String) -> [Int] = { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
         self.scenarios = Set(scenarios.split(separator: ",").map { String($0) })
         self.workers = numbers(workers).filter { (1...32).contains($0) }

@@ -12,7 +12,8 @@ extension Store {
     package func prequeue(eventID: EventID, count: Int, quantities: [Int] = [1], sections: [String?] = [nil]) async throws {
         precondition(count >= 0 && !quantities.isEmpty && !sections.isEmpty)
         let sectionTexts = sections.map { $0 ?? "" }
-        try await client.query("""
+        try await client.query(
+            """
             WITH queued AS (
                 INSERT INTO intents (public_id, event_id, customer, quantity, section)
                 SELECT gen_random_uuid(), \(eventID), 'bench-' || g,

@@ -18,37 +18,52 @@ extension BenchResults {
         let f1: (Double) -> String = { String(format: "%.1f", $0) }
         let f2: (Double) -> String = { String(format: "%.2f", $0) }
         if !drain.isEmpty {
-            lines += ["## Drain (scenarios 1–3)", "",
-                      "Intents pre-queued, then N `boxoffice work` processes drain them; allocations/s counts decided intents from the first settled batch to the end (or the time budget).", "",
-                      "One batch, whatever its size: BEGIN; pick the event and lock its inventory row (`FOR NO KEY UPDATE SKIP LOCKED`); claim up to *batch* intents (`FOR UPDATE SKIP LOCKED`, an index range scan); for a seat map, read the rows with free seats; allocate in memory; one settle statement (delete the intents by primary key, insert their outcomes, update the seat rows and the inventory, NOTIFY); COMMIT. That is 5 round trips (6 for a seat map), *batch* + 1 rows written, and one WAL flush.", "",
-                      "| scenario | workers | batch | allocations/s | batches/s | batch p50 ms | batch p99 ms | drained | worker peak RSS MB |",
-                      "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+            lines += [
+                "## Drain (scenarios 1–3)", "",
+                "Intents pre-queued, then N `boxoffice work` processes drain them; allocations/s counts decided intents from the first settled batch to the end (or the time budget).",
+                "",
+                "One batch, whatever its size: BEGIN; pick the event and lock its inventory row (`FOR NO KEY UPDATE SKIP LOCKED`); claim up to *batch* intents (`FOR UPDATE SKIP LOCKED`, an index range scan); for a seat map, read the rows with free seats; allocate in memory; one settle statement (delete the intents by primary key, insert their outcomes, update the seat rows and the inventory, NOTIFY); COMMIT. That is 5 round trips (6 for a seat map), *batch* + 1 rows written, and one WAL flush.",
+                "",
+                "| scenario | workers | batch | allocations/s | batches/s | batch p50 ms | batch p99 ms | drained | worker peak RSS MB |",
+                "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+            ]
             for row in drain {
-                lines.append("| \(row.label) | \(row.workers) | \(row.batchSize) | \(f0(row.allocationsPerSecond)) | \(f1(row.batchesPerSecond)) | \(f2(row.batchP50Milliseconds)) | \(f2(row.batchP99Milliseconds)) | \(row.drained ? "yes" : "budget") | \(row.workerPeakKilobytes / 1024) |")
+                lines.append(
+                    "| \(row.label) | \(row.workers) | \(row.batchSize) | \(f0(row.allocationsPerSecond)) | \(f1(row.batchesPerSecond)) | \(f2(row.batchP50Milliseconds)) | \(f2(row.batchP99Milliseconds)) | \(row.drained ? "yes" : "budget") | \(row.workerPeakKilobytes / 1024) |"
+                )
             }
             lines.append("")
         }
         if !saturation.isEmpty {
-            lines += ["## End to end over HTTP (scenario 4)", "",
-                      "API and 2 workers (draining what intake queues) as separate processes, all on the same 2 cores as the load generator.", "",
-                      "Closed loop, generator: \(saturationGenerator).", "",
-                      "| connections | `GET /health` req/s (HTTP ceiling) | `POST /events/{id}/intents` req/s (group commit) | intake / health |",
-                      "|---:|---:|---:|---:|"]
+            lines += [
+                "## End to end over HTTP (scenario 4)", "",
+                "API and 2 workers (draining what intake queues) as separate processes, all on the same 2 cores as the load generator.", "",
+                "Closed loop, generator: \(saturationGenerator).", "",
+                "| connections | `GET /health` req/s (HTTP ceiling) | `POST /events/{id}/intents` req/s (group commit) | intake / health |",
+                "|---:|---:|---:|---:|",
+            ]
             for row in saturation {
                 lines.append("| \(row.connections) | \(f0(row.health)) | \(f0(row.intake)) | \(f2(row.intake / max(row.health, 1)))× |")
             }
             lines.append("")
             if let bulk = bulkIntentsPerSecond {
-                lines += ["Bulk intake, `POST /events/{id}/intents/batch`, 1,000 intents per NDJSON request, 8 connections: **\(f0(bulk)) intents/s**.", ""]
+                lines += [
+                    "Bulk intake, `POST /events/{id}/intents/batch`, 1,000 intents per NDJSON request, 8 connections: **\(f0(bulk)) intents/s**.", "",
+                ]
             }
             if !http.isEmpty {
-                lines += ["Open loop (a wrk2-style generator in this process: raw HTTP/1.1 on one event-loop thread, up to 256 kept-alive connections, one request at a time on each): a fixed offered rate that does not slow down when the server does; every latency from the intended send time (ms). *Decided* is `outcomes.decided_at` of every accepted intent (the settle statement's start, same clock); *long-poll* is what a client polling `GET /intents/{id}?wait=15` saw, for 1 intent in 10.", "",
-                          "| offered/s | accepted | intake p50 | intake p99 | decided p50 | decided p99 | decided p99.9 | long-poll p50 | long-poll p99 |",
-                          "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                lines += [
+                    "Open loop (a wrk2-style generator in this process: raw HTTP/1.1 on one event-loop thread, up to 256 kept-alive connections, one request at a time on each): a fixed offered rate that does not slow down when the server does; every latency from the intended send time (ms). *Decided* is `outcomes.decided_at` of every accepted intent (the settle statement's start, same clock); *long-poll* is what a client polling `GET /intents/{id}?wait=15` saw, for 1 intent in 10.",
+                    "",
+                    "| offered/s | accepted | intake p50 | intake p99 | decided p50 | decided p99 | decided p99.9 | long-poll p50 | long-poll p99 |",
+                    "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                ]
                 for row in http {
                     let r = row.result
                     let ms: (UInt64) -> String = { String(format: "%.1f", Double($0) / 1000) }
-                    lines.append("| \(row.rate) | \(r.accepted)/\(r.offered) | \(ms(r.intakeLatency.valueAtPercentile(50))) | \(ms(r.intakeLatency.valueAtPercentile(99))) | \(ms(row.decisionLatency.valueAtPercentile(50))) | \(ms(row.decisionLatency.valueAtPercentile(99))) | \(ms(row.decisionLatency.valueAtPercentile(99.9))) | \(ms(r.outcomeLatency.valueAtPercentile(50))) | \(ms(r.outcomeLatency.valueAtPercentile(99))) |")
+                    lines.append(
+                        "| \(row.rate) | \(r.accepted)/\(r.offered) | \(ms(r.intakeLatency.valueAtPercentile(50))) | \(ms(r.intakeLatency.valueAtPercentile(99))) | \(ms(row.decisionLatency.valueAtPercentile(50))) | \(ms(row.decisionLatency.valueAtPercentile(99))) | \(ms(row.decisionLatency.valueAtPercentile(99.9))) | \(ms(r.outcomeLatency.valueAtPercentile(50))) | \(ms(r.outcomeLatency.valueAtPercentile(99))) |"
+                    )
                 }
                 lines.append("")
             }
@@ -59,20 +74,27 @@ extension BenchResults {
                 lines += [""]
             }
             if let api = apiBreakdownKilobytes, let worker = workerBreakdownKilobytes {
-                lines += ["Resident after the load, heap (anonymous) + code and shared libraries (file-backed, the same pages in every Boxoffice process): API \(api.anonymous / 1024) + \(api.file / 1024) MB, worker \(worker.anonymous / 1024) + \(worker.file / 1024) MB.", ""]
+                lines += [
+                    "Resident after the load, heap (anonymous) + code and shared libraries (file-backed, the same pages in every Boxoffice process): API \(api.anonymous / 1024) + \(api.file / 1024) MB, worker \(worker.anonymous / 1024) + \(worker.file / 1024) MB.",
+                    "",
+                ]
             }
         }
         if !reference.isEmpty {
-            lines += ["## Reference designs (scenario 5)", "",
-                      "One transaction per purchase of one ticket, each recording an order row, same schema, same cluster.", "",
-                      "| design | clients | purchases/s | Boxoffice ratio |", "|---|---:|---:|---:|"]
+            lines += [
+                "## Reference designs (scenario 5)", "",
+                "One transaction per purchase of one ticket, each recording an order row, same schema, same cluster.", "",
+                "| design | clients | purchases/s | Boxoffice ratio |", "|---|---:|---:|---:|",
+            ]
             let best = bestHotEvent?.allocationsPerSecond
             for row in reference {
                 let ratio = best.map { f1($0 / max(row.purchasesPerSecond, 1)) + "×" } ?? "—"
                 lines.append("| \(row.strategy.title) | \(row.clients) | \(f0(row.purchasesPerSecond)) | \(ratio) |")
             }
             if let hot = bestHotEvent {
-                lines += ["", "Boxoffice: \(f0(hot.allocationsPerSecond)) allocations/s (\(hot.workers) worker(s), batch \(hot.batchSize)), durable."]
+                lines += [
+                    "", "Boxoffice: \(f0(hot.allocationsPerSecond)) allocations/s (\(hot.workers) worker(s), batch \(hot.batchSize)), durable.",
+                ]
             }
             lines.append("")
         }
@@ -80,7 +102,9 @@ extension BenchResults {
             lines += ["## Claim cost vs queue length (scenario 6)", "", "| queued | batch p50 ms | batch p99 ms |", "|---:|---:|---:|"]
             for row in queue { lines.append("| \(row.length) | \(f2(row.batchP50Milliseconds)) | \(f2(row.batchP99Milliseconds)) |") }
             if let first = queue.first, let last = queue.last, queue.count > 1 {
-                lines += ["", "p50 at \(last.length) / p50 at \(first.length): \(f2(last.batchP50Milliseconds / max(first.batchP50Milliseconds, 0.001)))×"]
+                lines += [
+                    "", "p50 at \(last.length) / p50 at \(first.length): \(f2(last.batchP50Milliseconds / max(first.batchP50Milliseconds, 0.001)))×",
+                ]
             }
             lines.append("")
         }
@@ -90,7 +114,8 @@ extension BenchResults {
 
     /// Throughput vs batch size (one line per worker count) and the HTTP latency percentiles, as SVG.
     package func svg() -> String {
-        let width = 960.0, height = 420.0
+        let width = 960.0
+        let height = 420.0
         var parts: [String] = [
             #"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="420" font-family="sans-serif" font-size="12">"#,
             #"<rect width="960" height="420" fill="white"/>"#,
@@ -122,12 +147,16 @@ extension BenchResults {
                 .map { "\(xFor($0.batchSize)),\(yFor($0.allocationsPerSecond))" }.joined(separator: " ")
             let colour = colours[index % colours.count]
             parts.append("<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\"/>")
-            parts.append("<text x=\"\(plot.x + 10)\" y=\"\(plot.y + 16 + Double(index) * 16)\" fill=\"\(colour)\">\(workers) worker\(workers == 1 ? "" : "s")</text>")
+            parts.append(
+                "<text x=\"\(plot.x + 10)\" y=\"\(plot.y + 16 + Double(index) * 16)\" fill=\"\(colour)\">\(workers) worker\(workers == 1 ? "" : "s")</text>"
+            )
         }
         for row in reference.filter({ $0.clients == reference.map(\.clients).max() }) {
             let y = yFor(row.purchasesPerSecond)
             parts.append("<line x1=\"\(plot.x)\" x2=\"\(plot.x + plot.w)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>")
-            parts.append("<text x=\"\(plot.x + plot.w - 4)\" y=\"\(y - 3)\" text-anchor=\"end\" fill=\"#666\">\(row.strategy.title.prefix(3)) \(Int(row.purchasesPerSecond))/s</text>")
+            parts.append(
+                "<text x=\"\(plot.x + plot.w - 4)\" y=\"\(y - 3)\" text-anchor=\"end\" fill=\"#666\">\(row.strategy.title.prefix(3)) \(Int(row.purchasesPerSecond))/s</text>"
+            )
         }
         // Right: intake→outcome latency percentiles per offered rate (log y).
         let right = (x: 540.0, y: 40.0, w: 380.0, h: 320.0)
@@ -135,7 +164,8 @@ extension BenchResults {
         parts.append("<rect x=\"\(right.x)\" y=\"\(right.y)\" width=\"\(right.w)\" height=\"\(right.h)\" fill=\"none\" stroke=\"#999\"/>")
         let percentiles = [50.0, 90.0, 99.0, 99.9]
         let maxLatency = max(http.map { Double($0.decisionLatency.valueAtPercentile(99.9)) / 1000 }.max() ?? 1, 1)
-        let logMax = log10(maxLatency * 2), logMin = log10(0.5)
+        let logMax = log10(maxLatency * 2)
+        let logMin = log10(0.5)
         let latencyY: (Double) -> Double = { right.y + right.h - right.h * (log10(max($0, 0.5)) - logMin) / (logMax - logMin) }
         for (index, p) in percentiles.enumerated() {
             let x = right.x + 30 + (right.w - 60) * Double(index) / Double(percentiles.count - 1)
@@ -143,7 +173,8 @@ extension BenchResults {
         }
         var tick = 1.0
         while tick <= maxLatency * 2 {
-            parts.append("<text x=\"\(right.x - 6)\" y=\"\(latencyY(tick) + 4)\" text-anchor=\"end\">\(tick >= 1 ? String(Int(tick)) : String(tick))</text>")
+            parts.append(
+                "<text x=\"\(right.x - 6)\" y=\"\(latencyY(tick) + 4)\" text-anchor=\"end\">\(tick >= 1 ? String(Int(tick)) : String(tick))</text>")
             parts.append("<line x1=\"\(right.x)\" x2=\"\(right.x + right.w)\" y1=\"\(latencyY(tick))\" y2=\"\(latencyY(tick))\" stroke=\"#eee\"/>")
             tick *= 10
         }

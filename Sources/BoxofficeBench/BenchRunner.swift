@@ -32,14 +32,18 @@ package final class BenchRunner: Sendable {
         let options = EmbeddedPostgres.Options(
             durable: true, maxConnections: 400, sharedBuffers: "512MB",
             extraSettings: ["max_wal_size": "4GB", "checkpoint_timeout": "15min", "autovacuum_naptime": "1s"])
-        let server = try DatabaseServer.start(privateCluster: options, logger: logger,
-                                              adjust: { $0.statementTimeoutMilliseconds = 600_000 }, say: say)
+        let server = try DatabaseServer.start(
+            privateCluster: options, logger: logger,
+            adjust: { $0.statementTimeoutMilliseconds = 600_000 }, say: say)
         do {
             let settings = try await withStore(server.base, logger: logger) { store in
-                (try await store.setting("server_version"), try await store.setting("fsync"), try await store.setting("synchronous_commit"),
-                 try await store.setting("shared_buffers"), try await store.setting("autovacuum_naptime"))
+                (
+                    try await store.setting("server_version"), try await store.setting("fsync"), try await store.setting("synchronous_commit"),
+                    try await store.setting("shared_buffers"), try await store.setting("autovacuum_naptime")
+                )
             }
-            let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+            let cpu =
+                (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
                 .first { $0.hasPrefix("model name") }?.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown CPU"
             let source = server.cluster == nil ? " (DATABASE_URL)" : " (private cluster)"
             let lines = [

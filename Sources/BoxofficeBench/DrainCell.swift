@@ -6,8 +6,10 @@ import Foundation
 /// One drain cell, shared by the drain scenarios (DrainScenarios.swift): intents pre-queued, then N
 /// `boxoffice work` processes drain them; allocations/s from the first settled batch to the end or the time budget.
 extension BenchRunner {
-    func drainCell(label: String, workers: Int, batchSize: Int, layout: EventLayout, events: Int,
-                   quantities: [Int], sections: [String?], results: inout BenchResults) async throws -> DrainRow {
+    func drainCell(
+        label: String, workers: Int, batchSize: Int, layout: EventLayout, events: Int,
+        quantities: [Int], sections: [String?], results: inout BenchResults
+    ) async throws -> DrainRow {
         let plan = self.plan
         let logDirectory = logRoot.appendingPathComponent("cell-\(cellCounter.load(ordering: .relaxed) + 1)")
         try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
@@ -45,16 +47,19 @@ extension BenchRunner {
             let p50s = records.compactMap { Double($0["batch_p50_us"] ?? "") }.sorted()
             let p99 = records.compactMap { Double($0["batch_p99_us"] ?? "") }.max() ?? 0
             let audit = try await store.audit()
-            let row = DrainRow(label: label, workers: workers, batchSize: batchSize, decided: decided, seconds: seconds,
-                               batches: batches,
-                               batchP50Milliseconds: (p50s.isEmpty ? 0 : p50s[p50s.count / 2]) / 1000, batchP99Milliseconds: p99 / 1000,
-                               drained: queued == 0, workerPeakKilobytes: peak)
+            let row = DrainRow(
+                label: label, workers: workers, batchSize: batchSize, decided: decided, seconds: seconds,
+                batches: batches,
+                batchP50Milliseconds: (p50s.isEmpty ? 0 : p50s[p50s.count / 2]) / 1000, batchP99Milliseconds: p99 / 1000,
+                drained: queued == 0, workerPeakKilobytes: peak)
             return (row, audit)
         }
         if !audit.isClean { results.failures.append("\(label) workers=\(workers) batch=\(batchSize): \(audit.violations.first ?? "")") }
-        say(String(format: "  %@ workers=%d batch=%5d: %8.0f allocations/s, %7.1f batches/s, batch p50 %.2f ms p99 %.2f ms%@%@",
-                   label, workers, batchSize, row.allocationsPerSecond, row.batchesPerSecond, row.batchP50Milliseconds, row.batchP99Milliseconds,
-                   row.drained ? "" : " (time budget hit)", audit.isClean ? "" : " AUDIT FAILED"))
+        say(
+            String(
+                format: "  %@ workers=%d batch=%5d: %8.0f allocations/s, %7.1f batches/s, batch p50 %.2f ms p99 %.2f ms%@%@",
+                label, workers, batchSize, row.allocationsPerSecond, row.batchesPerSecond, row.batchP50Milliseconds, row.batchP99Milliseconds,
+                row.drained ? "" : " (time budget hit)", audit.isClean ? "" : " AUDIT FAILED"))
         return row
     }
 }

@@ -6,9 +6,11 @@ extension BenchRunner {
         say("\n== 1. drain: one hot general-admission event, \(plan.intents) intents for \(plan.tickets) tickets ==")
         for workers in plan.workers {
             for batchSize in plan.batchSizes {
-                results.drain.append(try await drainCell(label: "general admission", workers: workers, batchSize: batchSize,
-                                                         layout: .generalAdmission(capacity: plan.tickets), events: 1,
-                                                         quantities: [1], sections: [nil], results: &results))
+                results.drain.append(
+                    try await drainCell(
+                        label: "general admission", workers: workers, batchSize: batchSize,
+                        layout: .generalAdmission(capacity: plan.tickets), events: 1,
+                        quantities: [1], sections: [nil], results: &results))
             }
         }
     }

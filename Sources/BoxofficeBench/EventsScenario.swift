@@ -6,9 +6,11 @@ extension BenchRunner {
         say("\n== 3. drain: 50 events at once ==")
         let perEvent = max(2, plan.tickets / 50)
         for workers in plan.workers {
-            results.drain.append(try await drainCell(label: "50 events", workers: workers, batchSize: 512,
-                                                     layout: .generalAdmission(capacity: perEvent), events: 50,
-                                                     quantities: [1], sections: [nil], results: &results))
+            results.drain.append(
+                try await drainCell(
+                    label: "50 events", workers: workers, batchSize: 512,
+                    layout: .generalAdmission(capacity: perEvent), events: 50,
+                    quantities: [1], sections: [nil], results: &results))
         }
     }
 }

@@ -21,11 +21,13 @@ extension BenchRunner {
             let event = try await store.createEvent(name: "http", layout: .generalAdmission(capacity: EventLayout.capacityMax))
             let port = try Loopback.freePort()
             let tokens = ["BOXOFFICE_PRODUCER_TOKEN": token, "BOXOFFICE_ADMIN_TOKEN": AccessControl.randomToken()]
-            let api = ChildProcesses(executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
-                                      arguments: ["--port", "\(port)", "--log-level", "warning", "--connections-max", "32"],
-                                      logDirectory: logDirectory, subcommand: "serve", environment: tokens)
-            let workers = ChildProcesses(executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
-                                          arguments: ["--batch-size", "512", "--log-level", "warning"], logDirectory: logDirectory)
+            let api = ChildProcesses(
+                executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
+                arguments: ["--port", "\(port)", "--log-level", "warning", "--connections-max", "32"],
+                logDirectory: logDirectory, subcommand: "serve", environment: tokens)
+            let workers = ChildProcesses(
+                executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
+                arguments: ["--batch-size", "512", "--log-level", "warning"], logDirectory: logDirectory)
             try api.spawn(1)
             try workers.spawn(2)
             var httpConfiguration = HTTPClient.Configuration()
@@ -46,19 +48,27 @@ extension BenchRunner {
                     partial.saturationGenerator = "\(wrk.version), one thread"
                     for connections in plan.saturationConnections {
                         let health = try wrk.run(url: "\(baseURL)/health", connections: connections, seconds: plan.httpSeconds)
-                        let intake = try wrk.run(url: "\(baseURL)/events/\(event.id)/intents", connections: connections, seconds: plan.httpSeconds,
-                                                 post: #"{"customer": "wrk", "quantity": 1}"#, token: token)
+                        let intake = try wrk.run(
+                            url: "\(baseURL)/events/\(event.id)/intents", connections: connections, seconds: plan.httpSeconds,
+                            post: #"{"customer": "wrk", "quantity": 1}"#, token: token)
                         // The workers drain what intake queued before the next run, so no run pays for the last one's work.
                         try await self.waitForDrain(store, after: "the closed-loop intake run at \(connections) connections")
-                        partial.saturation.append(SaturationRow(connections: connections, health: health.rate, intake: intake.rate,
-                                                                failures: health.failures + intake.failures))
+                        partial.saturation.append(
+                            SaturationRow(
+                                connections: connections, health: health.rate, intake: intake.rate,
+                                failures: health.failures + intake.failures))
                     }
                 } else {
-                    partial.saturationGenerator = "AsyncHTTPClient in this process (install wrk for figures that measure the server, not the generator)"
-                    let health = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .ok) { _ in
+                    partial.saturationGenerator =
+                        "AsyncHTTPClient in this process (install wrk for figures that measure the server, not the generator)"
+                    let health = await Saturation.requestsPerSecond(
+                        client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .ok
+                    ) { _ in
                         HTTPClientRequest(url: "\(baseURL)/health")
                     }
-                    let intake = await Saturation.requestsPerSecond(client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .accepted) { index in
+                    let intake = await Saturation.requestsPerSecond(
+                        client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .accepted
+                    ) { index in
                         var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents")
                         request.method = .POST
                         request.headers.add(name: "Content-Type", value: "application/json")
@@ -66,18 +76,23 @@ extension BenchRunner {
                         request.body = .bytes(.init(string: #"{"customer": "sat-\#(index)", "quantity": 1}"#))
                         return request
                     }
-                    partial.saturation.append(SaturationRow(connections: 64, health: health.rate, intake: intake.rate, failures: health.failures + intake.failures))
+                    partial.saturation.append(
+                        SaturationRow(connections: 64, health: health.rate, intake: intake.rate, failures: health.failures + intake.failures))
                 }
                 for row in partial.saturation {
-                    say(String(format: "  %4d connections: GET /health %8.0f req/s; POST intents %8.0f req/s (%.2f× health)%@",
-                               row.connections, row.health, row.intake, row.intake / max(row.health, 1), row.failures > 0 ? " (\(row.failures) failed)" : ""))
+                    say(
+                        String(
+                            format: "  %4d connections: GET /health %8.0f req/s; POST intents %8.0f req/s (%.2f× health)%@",
+                            row.connections, row.health, row.intake, row.intake / max(row.health, 1),
+                            row.failures > 0 ? " (\(row.failures) failed)" : ""))
                 }
                 say("  generator: \(partial.saturationGenerator)")
                 notePeaks("closed loop (\(partial.saturation.map { "\($0.connections)" }.joined(separator: ", ")) connections)")
                 // Bulk intake: producers that batch on their side send 1,000 intents per request (NDJSON).
                 let bulkItems = 1_000
                 let bulkBody = (0..<bulkItems).map { #"{"customer": "bulk-\#($0)", "quantity": 1}"# }.joined(separator: "\n")
-                let bulk = await Saturation.requestsPerSecond(client: client, connections: 8, duration: .seconds(plan.httpSeconds), expect: .ok) { _ in
+                let bulk = await Saturation.requestsPerSecond(client: client, connections: 8, duration: .seconds(plan.httpSeconds), expect: .ok) {
+                    _ in
                     var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents/batch")
                     request.method = .POST
                     request.headers.add(name: "Content-Type", value: "application/x-ndjson")
@@ -105,13 +120,17 @@ extension BenchRunner {
                         guard let decided = decidedAt[id] else { continue }
                         _ = decision.record(UInt64(max(0, decided.timeIntervalSince(intended)) * 1_000_000))
                     }
-                    let row = HTTPRow(rate: rate, result: result, decisionLatency: decision, undecided: result.acceptedIntents.count - decidedAt.count)
+                    let row = HTTPRow(
+                        rate: rate, result: result, decisionLatency: decision, undecided: result.acceptedIntents.count - decidedAt.count)
                     partial.http.append(row)
                     let ms: (Histogram<UInt64>, Double) -> Double = { Double($0.valueAtPercentile($1)) / 1000 }
-                    say(String(format: "  offered %6d/s: accepted %d/%d, intake p50 %.1f p99 %.1f ms; intake→decided p50 %.1f p99 %.1f p99.9 %.1f ms; long-poll (1 in %d) p50 %.1f p99 %.1f ms",
-                               rate, result.accepted, result.offered, ms(result.intakeLatency, 50), ms(result.intakeLatency, 99),
-                               ms(decision, 50), ms(decision, 99), ms(decision, 99.9), load.longPollEvery,
-                               ms(result.outcomeLatency, 50), ms(result.outcomeLatency, 99)))
+                    say(
+                        String(
+                            format:
+                                "  offered %6d/s: accepted %d/%d, intake p50 %.1f p99 %.1f ms; intake→decided p50 %.1f p99 %.1f p99.9 %.1f ms; long-poll (1 in %d) p50 %.1f p99 %.1f ms",
+                            rate, result.accepted, result.offered, ms(result.intakeLatency, 50), ms(result.intakeLatency, 99),
+                            ms(decision, 50), ms(decision, 99), ms(decision, 99.9), load.longPollEvery,
+                            ms(result.outcomeLatency, 50), ms(result.outcomeLatency, 99)))
                 }
                 notePeaks("open loop (\(plan.httpRates.map { "\($0)" }.joined(separator: ", ")) intents/s)")
                 partial.apiPeakKilobytes = partial.peaksByPhase.map(\.api).max()
@@ -140,6 +159,8 @@ extension BenchRunner {
         results.httpWorkerPeakKilobytes = outcome.0.httpWorkerPeakKilobytes
         if !outcome.1.isClean { results.failures.append("http: \(outcome.1.violations.first ?? "")") }
         for peak in results.peaksByPhase { say("  peak RSS, \(peak.phase): API \(peak.api / 1024) MB, worker \(peak.worker / 1024) MB") }
-        say("  peak RSS: API \((results.apiPeakKilobytes ?? 0) / 1024) MB, worker \((results.httpWorkerPeakKilobytes ?? 0) / 1024) MB; audit \(outcome.1.isClean ? "clean" : "FAILED")")
+        say(
+            "  peak RSS: API \((results.apiPeakKilobytes ?? 0) / 1024) MB, worker \((results.httpWorkerPeakKilobytes ?? 0) / 1024) MB; audit \(outcome.1.isClean ? "clean" : "FAILED")"
+        )
     }
 }

@@ -25,8 +25,9 @@ extension BenchRunner {
                     _ = try await store.allocateNextBatch(batchSizeMax: 512) { Allocator.allocate($1, from: &$0) }
                     _ = histogram.record(SaleLoad.microseconds(ContinuousClock.now - started))
                 }
-                return QueueRow(length: length, batchP50Milliseconds: Double(histogram.valueAtPercentile(50)) / 1000,
-                                batchP99Milliseconds: Double(histogram.valueAtPercentile(99)) / 1000)
+                return QueueRow(
+                    length: length, batchP50Milliseconds: Double(histogram.valueAtPercentile(50)) / 1000,
+                    batchP99Milliseconds: Double(histogram.valueAtPercentile(99)) / 1000)
             }
             results.queue.append(row)
             say(String(format: "  %10d queued: batch p50 %.2f ms, p99 %.2f ms", length, row.batchP50Milliseconds, row.batchP99Milliseconds))

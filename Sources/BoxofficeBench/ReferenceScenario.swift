@@ -19,10 +19,13 @@ extension BenchRunner {
                     let sold = try await withThrowingTaskGroup(of: Int.self) { group in
                         for client in 0..<clients {
                             group.addTask {
-                                var purchase = 0, sold = 0
+                                var purchase = 0
+                                var sold = 0
                                 while ContinuousClock.now < deadline {
                                     purchase += 1
-                                    if try await store.referencePurchase(strategy, eventID: event.id, customer: "ref-\(client)-\(purchase)") { sold += 1 }
+                                    if try await store.referencePurchase(strategy, eventID: event.id, customer: "ref-\(client)-\(purchase)") {
+                                        sold += 1
+                                    }
                                 }
                                 return sold
                             }

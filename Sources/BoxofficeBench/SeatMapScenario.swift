@@ -8,8 +8,10 @@ extension BenchRunner {
         say("\n== 2. drain: reserved seating, \(layout.capacity) seats, best available in a section, 1–4 seats ==")
         for workers in plan.workers {
             for batchSize in plan.batchSizes where batchSize > 1 {
-                results.drain.append(try await drainCell(label: "seat map", workers: workers, batchSize: batchSize, layout: layout, events: 1,
-                                                         quantities: [1, 2, 3, 4], sections: ["A", "B", "C", "D", nil], results: &results))
+                results.drain.append(
+                    try await drainCell(
+                        label: "seat map", workers: workers, batchSize: batchSize, layout: layout, events: 1,
+                        quantities: [1, 2, 3, 4], sections: ["A", "B", "C", "D", nil], results: &results))
             }
         }
     }

@@ -70,7 +70,10 @@ private final class TimeoutRace<T: Sendable>: Sendable {
                 return nil
             }
             state.continuation = nil
-            defer { state.work = nil; state.timer = nil }
+            defer {
+                state.work = nil
+                state.timer = nil
+            }
             return (continuation, state.work, state.timer)
         }
         guard let (continuation, work, timer) = winner else { return }

@@ -73,7 +73,10 @@ public enum Allocator {
         var best: (start: Int, distance: Int)?
         var runStart = 0
         while runStart < width {
-            guard !taken[runStart] else { runStart += 1; continue }
+            guard !taken[runStart] else {
+                runStart += 1
+                continue
+            }
             var runEnd = runStart
             while runEnd < width, !taken[runEnd] { runEnd += 1 }
             if runEnd - runStart >= length {
@@ -93,10 +96,10 @@ public enum Allocator {
         targets.reserveCapacity(labels.count)
         for label in labels {
             guard let sectionIndex = inventory.sectionIndex(named: label.section),
-                  let rowIndex = inventory.rowIndex(sectionIndex: sectionIndex, row: label.row),
-                  label.seat >= 1, label.seat <= inventory.rows[rowIndex].taken.count,
-                  !inventory.rows[rowIndex].taken[label.seat - 1],
-                  !targets.contains(where: { $0.rowIndex == rowIndex && $0.seat == label.seat - 1 })
+                let rowIndex = inventory.rowIndex(sectionIndex: sectionIndex, row: label.row),
+                label.seat >= 1, label.seat <= inventory.rows[rowIndex].taken.count,
+                !inventory.rows[rowIndex].taken[label.seat - 1],
+                !targets.contains(where: { $0.rowIndex == rowIndex && $0.seat == label.seat - 1 })
             else { return .rejected(.seatsUnavailable) }
             targets.append((rowIndex, label.seat - 1))
         }

@@ -19,8 +19,8 @@ public struct SeatLabel: Hashable, Sendable, Comparable, CustomStringConvertible
     public init?(parsing text: Substring) {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3,
-              SectionLayout.isValidName(parts[0]),
-              let row = Self.number(parts[1]), let seat = Self.number(parts[2])
+            SectionLayout.isValidName(parts[0]),
+            let row = Self.number(parts[1]), let seat = Self.number(parts[2])
         else { return nil }
         self.init(section: String(parts[0]), row: row, seat: seat)
     }

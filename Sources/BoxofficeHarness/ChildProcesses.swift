@@ -26,8 +26,10 @@ public final class ChildProcesses: @unchecked Sendable {
     ///   - logDirectory: where each child's stderr goes (`<subcommand>-N.log`); nil discards it.
     ///   - subcommand: `work`, or `serve` for API processes.
     ///   - environment: extra variables for the children (tokens, say).
-    public init(executable: URL, databaseURL: String, arguments: [String] = [], logDirectory: URL? = nil,
-                subcommand: String = "work", environment extra: [String: String] = [:]) {
+    public init(
+        executable: URL, databaseURL: String, arguments: [String] = [], logDirectory: URL? = nil,
+        subcommand: String = "work", environment extra: [String: String] = [:]
+    ) {
         self.executable = executable
         self.subcommand = subcommand
         var environment = ProcessInfo.processInfo.environment
@@ -94,7 +96,7 @@ public final class ChildProcesses: @unchecked Sendable {
     public func peakResidentKilobytes() -> [Int] {
         pids.compactMap { pid in
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
             else { return nil }
             return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
         }
@@ -113,7 +115,7 @@ public final class ChildProcesses: @unchecked Sendable {
             guard let text = try? String(contentsOfFile: logDirectory.appendingPathComponent(file).path, encoding: .utf8) else { return [] }
             return text.split(separator: "\n").compactMap { line in
                 guard line.contains("\"worker stopped\""),
-                      let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                    let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 else { return nil }
                 return object.mapValues { "\($0)" }
             }

@@ -30,9 +30,11 @@ package final class DatabaseServer: Sendable {
     /// DATABASE_URL's server if one is configured, else a private cluster started with `options`.
     /// `adjust` changes the settings every connection (and every database made here) starts from.
     /// `say` is told which one it is, for a command's progress lines.
-    package static func start(privateCluster options: EmbeddedPostgres.Options, logger: Logger,
-                              adjust: (inout DatabaseConfiguration) -> Void = { _ in },
-                              say: (String) -> Void = { _ in }) throws -> DatabaseServer {
+    package static func start(
+        privateCluster options: EmbeddedPostgres.Options, logger: Logger,
+        adjust: (inout DatabaseConfiguration) -> Void = { _ in },
+        say: (String) -> Void = { _ in }
+    ) throws -> DatabaseServer {
         var base: DatabaseConfiguration
         var cluster: EmbeddedPostgres?
         if let configured = try DatabaseConfiguration.fromEnvironment() {

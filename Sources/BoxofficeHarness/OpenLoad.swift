@@ -91,9 +91,11 @@ public struct OpenLoad: Sendable {
 /// A closed-loop saturation run: `connections` clients send `request` back to back for `duration`.
 /// Used to find this machine's HTTP ceiling (`GET /health`) and intake's, with the same generator.
 public enum Saturation {
-    public static func requestsPerSecond(client: HTTPClient, connections: Int, duration: Duration,
-                                         expect status: HTTPResponseStatus,
-                                         makeRequest: @escaping @Sendable (Int) -> HTTPClientRequest) async -> (rate: Double, failures: Int) {
+    public static func requestsPerSecond(
+        client: HTTPClient, connections: Int, duration: Duration,
+        expect status: HTTPResponseStatus,
+        makeRequest: @escaping @Sendable (Int) -> HTTPClientRequest
+    ) async -> (rate: Double, failures: Int) {
         final class Counters: Sendable {
             let sent = Atomic<Int>(0)
             let failures = Atomic<Int>(0)

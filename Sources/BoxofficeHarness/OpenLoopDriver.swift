@@ -107,7 +107,11 @@ final class OpenLoopDriver: @unchecked Sendable {
             intakesOpen += 1
             dispatch(.intake(index: index))
         }
-        if issued == total { ticker?.cancel(); ticker = nil; finishIfDone() }
+        if issued == total {
+            ticker?.cancel()
+            ticker = nil
+            finishIfDone()
+        }
     }
 
     private func dispatch(_ work: Work) {
@@ -151,7 +155,7 @@ final class OpenLoopDriver: @unchecked Sendable {
                 switch outcome {
                 case .success(let channel):
                     guard let connection = try? channel.pipeline.syncOperations.handler(type: ResponseReader.self).connection,
-                          channel.isActive
+                        channel.isActive
                     else { return }
                     guard !self.done else { return channel.close(promise: nil) }
                     self.connections += 1
@@ -317,7 +321,8 @@ final class ResponseReader: ChannelInboundHandler, RemovableChannelHandler {
         let head = String(decoding: view[view.startIndex..<headerEnd], as: UTF8.self)
         let lines = head.split(separator: "\r\n")
         guard let statusLine = lines.first, statusLine.count >= 12,
-              let status = Int(statusLine.dropFirst(9).prefix(3)) else { return nil }
+            let status = Int(statusLine.dropFirst(9).prefix(3))
+        else { return nil }
         var length = 0
         var location: Substring?
         for line in lines.dropFirst() {

@@ -117,7 +117,8 @@ public struct SaleLoad: Sendable {
         while true {
             let index = progress.next.add(1, ordering: .relaxed).oldValue
             guard index < configuration.intents, ContinuousClock.now < deadline else { return result }
-            let quantity = configuration.quantities.lowerBound
+            let quantity =
+                configuration.quantities.lowerBound
                 + Int(random.next() % UInt64(configuration.quantities.count))
             var body = ["customer": "c-\(index)"] as [String: Any]
             body["quantity"] = quantity
@@ -135,7 +136,8 @@ public struct SaleLoad: Sendable {
             do {
                 let response = try await client.execute(request, timeout: .seconds(30))
                 let bytes = try await response.body.collect(upTo: 1 << 20)
-                guard response.status == .accepted, let accepted = try? JSONDecoder().decode(Accepted.self, from: Data(bytes.readableBytesView)) else {
+                guard response.status == .accepted, let accepted = try? JSONDecoder().decode(Accepted.self, from: Data(bytes.readableBytesView))
+                else {
                     result.intakeFailures[Int(response.status.code), default: 0] += 1
                     continue
                 }
@@ -170,12 +172,14 @@ public struct SaleLoad: Sendable {
             var request = HTTPClientRequest(url: "\(configuration.baseURL)/intents/\(id)?wait=15")
             request.method = .GET
             guard let response = try? await client.execute(request, timeout: .seconds(30)),
-                  let bytes = try? await response.body.collect(upTo: 1 << 20)
+                let bytes = try? await response.body.collect(upTo: 1 << 20)
             else {
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
             }
-            if response.status == .ok, let status = try? JSONDecoder().decode(Status.self, from: Data(bytes.readableBytesView)), status.status != "pending" {
+            if response.status == .ok, let status = try? JSONDecoder().decode(Status.self, from: Data(bytes.readableBytesView)),
+                status.status != "pending"
+            {
                 return status
             }
         }

@@ -6,8 +6,10 @@ package struct WaitTimeout: Error, CustomStringConvertible {
 /// Polls `pending` every `interval` until it reports nothing pending (nil) or `timeout` passes: the
 /// one "wait until drained / healthy" of tests, bench and demo. Returns nil once nothing is pending,
 /// else what `pending` last reported (for callers that go on and check it themselves).
-package func poll(every interval: Duration = .milliseconds(50), timeout: Duration,
-                  _ pending: () async throws -> String?) async throws -> String? {
+package func poll(
+    every interval: Duration = .milliseconds(50), timeout: Duration,
+    _ pending: () async throws -> String?
+) async throws -> String? {
     let deadline = ContinuousClock.now + timeout
     while true {
         guard let still = try await pending() else { return nil }
@@ -18,8 +20,10 @@ package func poll(every interval: Duration = .milliseconds(50), timeout: Duratio
 
 /// ``poll(every:timeout:_:)`` that throws ``WaitTimeout`` when time runs out: "timed out after
 /// <timeout> waiting for <what>; still pending: <what `pending` last said>".
-package func waitUntil(_ what: String, every interval: Duration = .milliseconds(50), timeout: Duration,
-                       _ pending: () async throws -> String?) async throws {
+package func waitUntil(
+    _ what: String, every interval: Duration = .milliseconds(50), timeout: Duration,
+    _ pending: () async throws -> String?
+) async throws {
     if let still = try await poll(every: interval, timeout: timeout, pending) {
         throw WaitTimeout(description: "timed out after \(timeout) waiting for \(what); still pending: \(still)")
     }

@@ -47,7 +47,9 @@ public struct Wrk: Sendable {
         let output = try Wrk.capture(executable, arguments + [url])
         // "  376543 requests in 8.00s, 50.12MB read"
         let summary = output.split(separator: "\n").first { $0.contains(" requests in ") }?.split(separator: " ") ?? []
-        guard summary.count >= 4, let requests = Double(summary[0]), let elapsed = Double(summary[3].trimmingCharacters(in: CharacterSet(charactersIn: "s,"))) else {
+        guard summary.count >= 4, let requests = Double(summary[0]),
+            let elapsed = Double(summary[3].trimmingCharacters(in: CharacterSet(charactersIn: "s,")))
+        else {
             throw WrkError(output: output)
         }
         var failures = 0

@@ -52,7 +52,9 @@ extension Store {
                 var batch: [PendingIntent] = []
                 var invalid: [SetAside] = []
                 batch.reserveCapacity(claimSizeMax)
-                for (id, quantity, section, seats) in try await self.rows(ClaimStatement(eventID: eventID, batchSizeMax: claimSizeMax), on: connection) {
+                for (id, quantity, section, seats) in try await self.rows(
+                    ClaimStatement(eventID: eventID, batchSizeMax: claimSizeMax), on: connection)
+                {
                     claimed.append(id)
                     do {
                         let request = try PurchaseRequest(quantity: quantity, section: section, seats: seats)
@@ -74,7 +76,8 @@ extension Store {
                 case .seatMap(let sections):
                     inventory = Inventory(sections: sections, rows: try await self.seatRowsWithFreeSeats(of: eventID, on: connection))
                     guard inventory.available == available else {
-                        throw StoreError.invariantBroken("event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
+                        throw StoreError.invariantBroken(
+                            "event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
                     }
                 }
 
@@ -84,11 +87,13 @@ extension Store {
                 // From here on a failure may be the doing of an intent of the batch (a value the settle
                 // statement refuses, a row that makes it run past the statement timeout).
                 suspects = claimed
-                try await self.settle(eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
-                                      ticketsSold: ticketsSold, on: connection)
+                try await self.settle(
+                    eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
+                    ticketsSold: ticketsSold, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
-                return BatchReport(eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
-                                   quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0)
+                return BatchReport(
+                    eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
+                    quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0)
             } catch {
                 throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
@@ -117,28 +122,42 @@ extension Store {
     /// with their reason and recorded in `quarantine`, changed seat rows and the counters updated,
     /// waiters notified at commit. Row counts are checked: the second place the "settled exactly once"
     /// invariant is asserted.
-    func settle(eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
-                ticketsSold: Int, on connection: PostgresConnection) async throws {
+    func settle(
+        eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
+        ticketsSold: Int, on connection: PostgresConnection
+    ) async throws {
         let count = batch.count + setAside.count
-        var statuses: [String] = [], reasons: [String] = [], seats: [String] = [], errors: [String] = []
-        statuses.reserveCapacity(count); reasons.reserveCapacity(count); seats.reserveCapacity(count); errors.reserveCapacity(count)
+        var statuses: [String] = []
+        var reasons: [String] = []
+        var seats: [String] = []
+        var errors: [String] = []
+        statuses.reserveCapacity(count)
+        reasons.reserveCapacity(count)
+        seats.reserveCapacity(count)
+        errors.reserveCapacity(count)
         for outcome in outcomes {
             let columns = outcome.columns
-            statuses.append(columns.status); reasons.append(columns.reason); seats.append(columns.seats)
+            statuses.append(columns.status)
+            reasons.append(columns.reason)
+            seats.append(columns.seats)
             errors.append("")
         }
         for row in setAside {
             let columns = Outcome.rejected(row.reason).columns
-            statuses.append(columns.status); reasons.append(columns.reason); seats.append(columns.seats)
+            statuses.append(columns.status)
+            reasons.append(columns.reason)
+            seats.append(columns.seats)
             errors.append(String(row.error.prefix(Self.quarantineErrorLengthMax)))
         }
         let bitmaps = changed.map { SeatBitmap.buffer($0.taken) }
-        let statement = SettleStatement(eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
-                                        seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
+        let statement = SettleStatement(
+            eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
+            seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
         for (recorded, kept, rowsWritten, counted, _) in try await rows(statement, on: connection) {
             guard recorded == count, kept == setAside.count, rowsWritten == changed.count, counted == 1 else {
                 throw StoreError.invariantBroken(
-                    "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(setAside.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows")
+                    "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(setAside.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows"
+                )
             }
         }
     }
@@ -220,7 +239,8 @@ struct SeatRowsStatement: StoreStatement {
 /// counters updated, waiters notified at commit; returns the row counts so the caller can check them.
 struct SettleStatement: StoreStatement {
     typealias Row = (Int, Int, Int, Int, String)
-    static let sample = SettleStatement(eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0)
+    static let sample = SettleStatement(
+        eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0)
     let eventID: EventID
     let intentIDs: [Int64]
     let statuses: [String]

@@ -54,7 +54,8 @@ extension Store {
         let knownReasons = RejectionReason.allCases.map(\.rawValue)
         let named = Self.auditIntentsNamedMax
 
-        for try await (events, accepted, outcomes, confirmed, rejected, quarantined, pending, sold) in try await connection.query("""
+        for try await (events, accepted, outcomes, confirmed, rejected, quarantined, pending, sold) in try await connection.query(
+            """
             SELECT (SELECT count(*) FROM events WHERE \(scope)::bigint IS NULL OR id = \(scope)),
                    (SELECT count(*) FROM acceptances WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT count(*) FROM outcomes WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
@@ -63,47 +64,70 @@ extension Store {
                    (SELECT count(*) FROM outcomes WHERE reason = ANY(\(quarantineReasons)::text[]) AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM intents WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT coalesce(sum(sold), 0) FROM inventory WHERE \(scope)::bigint IS NULL OR event_id = \(scope))
-            """, logger: logger).decode((Int, Int, Int, Int, Int, Int, Int, Int).self) {
-            report.events = events; report.accepted = accepted; report.outcomes = outcomes; report.confirmed = confirmed
-            report.rejected = rejected; report.quarantined = quarantined; report.pending = pending; report.ticketsSold = sold
+            """, logger: logger
+        ).decode((Int, Int, Int, Int, Int, Int, Int, Int).self) {
+            report.events = events
+            report.accepted = accepted
+            report.outcomes = outcomes
+            report.confirmed = confirmed
+            report.rejected = rejected
+            report.quarantined = quarantined
+            report.pending = pending
+            report.ticketsSold = sold
         }
-        for try await line in try await connection.query("""
+        for try await line in try await connection.query(
+            """
             SELECT format('event %s intent %s: %s: %s', event_id, public_id, reason, error)
             FROM quarantine
             WHERE \(scope)::bigint IS NULL OR event_id = \(scope)
             ORDER BY quarantined_at, intent_id
             LIMIT \(Self.auditQuarantineListMax)
-            """, logger: logger).decode(String.self) {
+            """, logger: logger
+        ).decode(String.self) {
             report.quarantinedIntents.append(line)
         }
 
         let checks: [(String, PostgresQuery)] = [
-            ("event sells more than its capacity, or sold + available != capacity", """
+            (
+                "event sells more than its capacity, or sold + available != capacity",
+                """
                 SELECT format('event %s: sold %s + available %s, capacity %s (events.capacity %s)', inv.event_id, inv.sold, inv.available, inv.capacity, e.capacity)
                 FROM inventory inv JOIN events e ON e.id = inv.event_id
                 WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope))
                   AND (inv.sold > inv.capacity OR inv.sold + inv.available <> inv.capacity OR inv.capacity <> e.capacity OR inv.available < 0)
-                """),
-            ("inventory.sold differs from the tickets in confirmed outcomes", """
+                """
+            ),
+            (
+                "inventory.sold differs from the tickets in confirmed outcomes",
+                """
                 SELECT format('event %s: inventory sold %s, confirmed outcomes hold %s', inv.event_id, inv.sold, coalesce(o.tickets, 0))
                 FROM inventory inv
                 LEFT JOIN (SELECT event_id, sum(quantity) AS tickets FROM outcomes WHERE status = 'confirmed' GROUP BY event_id) o
                   ON o.event_id = inv.event_id
                 WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope)) AND inv.sold <> coalesce(o.tickets, 0)
-                """),
-            ("a seat is in two orders", """
+                """
+            ),
+            (
+                "a seat is in two orders",
+                """
                 SELECT format('event %s: seat %s is in %s confirmed outcomes', event_id, seat, count(*))
                 FROM outcomes, unnest(seats) AS seat
                 WHERE status = 'confirmed' AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                 GROUP BY event_id, seat HAVING count(*) > 1
-                """),
-            ("a confirmed seat-map outcome holds a number of seats other than its quantity", """
+                """
+            ),
+            (
+                "a confirmed seat-map outcome holds a number of seats other than its quantity",
+                """
                 SELECT format('intent %s: quantity %s, %s seats', o.public_id, o.quantity, cardinality(o.seats))
                 FROM outcomes o JOIN events e ON e.id = o.event_id
                 WHERE o.status = 'confirmed' AND e.kind = 'seat_map' AND cardinality(o.seats) <> o.quantity
                   AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
-                """),
-            ("the seat map's sold seats differ from the seats in confirmed outcomes", """
+                """
+            ),
+            (
+                "the seat map's sold seats differ from the seats in confirmed outcomes",
+                """
                 WITH marked AS (
                     SELECT r.event_id, s.name || '-' || r.row_number || '-' || (n + 1) AS seat
                     FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section,
@@ -117,29 +141,41 @@ extension Store {
                               CASE WHEN m.seat IS NULL THEN 'in an order but not marked sold' ELSE 'marked sold but in no order' END)
                 FROM marked m FULL JOIN sold s ON s.event_id = m.event_id AND s.seat = m.seat
                 WHERE m.seat IS NULL OR s.seat IS NULL
-                """),
-            ("a seat row's free count disagrees with its bitmap", """
+                """
+            ),
+            (
+                "a seat row's free count disagrees with its bitmap",
+                """
                 SELECT format('event %s section %s row %s: free %s, bitmap says %s', r.event_id, r.section, r.row_number, r.free,
                               s.seats_per_row - bit_count(r.taken))
                 FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
                 WHERE r.free <> s.seats_per_row - bit_count(r.taken) AND (\(scope)::bigint IS NULL OR r.event_id = \(scope))
-                """),
-            ("an intent is both queued and settled", """
+                """
+            ),
+            (
+                "an intent is both queued and settled",
+                """
                 SELECT format('intent %s is in the queue and has an outcome', i.public_id)
                 FROM intents i JOIN outcomes o ON o.intent_id = i.id OR o.public_id = i.public_id
                 WHERE \(scope)::bigint IS NULL OR i.event_id = \(scope)
-                """),
+                """
+            ),
             // Intents and outcomes carry no foreign key to events (migration 0002: events are permanent instead).
-            ("an intent or outcome names no event", """
+            (
+                "an intent or outcome names no event",
+                """
                 SELECT format('%s %s names event %s, which does not exist', kind, public_id, event_id)
                 FROM (SELECT 'intent' AS kind, public_id, event_id FROM intents
                       UNION ALL SELECT 'outcome', public_id, event_id FROM outcomes) AS rows
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = rows.event_id)
-                """),
+                """
+            ),
             // The acceptance record is written by the intake statement and never changed: every intent it
             // names is either still queued or settled (decided or quarantined).
-            ("accepted intents are neither queued nor settled (accepted = queued + decided + quarantined fails)", """
+            (
+                "accepted intents are neither queued nor settled (accepted = queued + decided + quarantined fails)",
+                """
                 WITH accepted AS (
                     SELECT event_id, count(*) AS n FROM acceptances WHERE \(scope)::bigint IS NULL OR event_id = \(scope) GROUP BY event_id
                 ), queued AS (
@@ -164,8 +200,11 @@ extension Store {
                 LEFT JOIN settled s ON s.event_id = e.id LEFT JOIN missing m ON m.event_id = e.id
                 WHERE (\(scope)::bigint IS NULL OR e.id = \(scope))
                   AND (m.n IS NOT NULL OR coalesce(a.n, 0) <> coalesce(q.n, 0) + coalesce(s.decided, 0) + coalesce(s.quarantined, 0))
-                """),
-            ("a queued or settled intent has no acceptance record (written past intake)", """
+                """
+            ),
+            (
+                "a queued or settled intent has no acceptance record (written past intake)",
+                """
                 SELECT format('event %s: %s intents with no acceptance record: %s', event_id, count(*),
                               array_to_string((array_agg(public_id ORDER BY intent_id))[1:\(named)], ', ') || CASE WHEN count(*) > \(named) THEN ', …' ELSE '' END)
                 FROM (SELECT id AS intent_id, public_id, event_id FROM intents
@@ -173,14 +212,20 @@ extension Store {
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND NOT EXISTS (SELECT 1 FROM acceptances a WHERE a.intent_id = rows.intent_id)
                 GROUP BY event_id
-                """),
-            ("an intent has two acceptance records", """
+                """
+            ),
+            (
+                "an intent has two acceptance records",
+                """
                 SELECT format('intent %s (id %s) is accepted %s times', min(public_id::text), intent_id, count(*))
                 FROM acceptances
                 WHERE \(scope)::bigint IS NULL OR event_id = \(scope)
                 GROUP BY intent_id HAVING count(*) > 1
-                """),
-            ("a quarantined outcome and the quarantine table disagree", """
+                """
+            ),
+            (
+                "a quarantined outcome and the quarantine table disagree",
+                """
                 SELECT format('intent %s: outcome says %s, quarantine table says %s', coalesce(o.public_id, q.public_id),
                               coalesce(o.reason, 'no quarantine outcome'), coalesce(q.reason, 'nothing'))
                 FROM (SELECT intent_id, public_id, reason FROM outcomes
@@ -188,55 +233,79 @@ extension Store {
                 FULL JOIN (SELECT intent_id, public_id, reason FROM quarantine WHERE \(scope)::bigint IS NULL OR event_id = \(scope)) q
                   ON q.intent_id = o.intent_id
                 WHERE o.intent_id IS NULL OR q.intent_id IS NULL OR o.reason <> q.reason
-                """),
-            ("an outcome's reason is not one Boxoffice gives, or is not NULL exactly when confirmed", """
+                """
+            ),
+            (
+                "an outcome's reason is not one Boxoffice gives, or is not NULL exactly when confirmed",
+                """
                 SELECT format('intent %s: status %s, reason %s', public_id, status, coalesce(reason, 'NULL'))
                 FROM outcomes
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND ((status = 'confirmed') <> (reason IS NULL) OR status NOT IN ('confirmed', 'rejected')
                        OR (status = 'rejected' AND reason <> ALL(\(knownReasons)::text[])))
-                """),
-            ("an exact-seat intent got seats other than those it asked for", """
+                """
+            ),
+            (
+                "an exact-seat intent got seats other than those it asked for",
+                """
                 SELECT format('intent %s asked for %s, got %s', public_id, requested_seats, seats)
                 FROM outcomes
                 WHERE status = 'confirmed' AND requested_seats IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND NOT (seats @> requested_seats AND requested_seats @> seats AND cardinality(seats) = cardinality(requested_seats))
-                """),
-            ("a section request got seats outside its section", """
+                """
+            ),
+            (
+                "a section request got seats outside its section",
+                """
                 SELECT format('intent %s asked for section %s, got %s', public_id, section, seats)
                 FROM outcomes
                 WHERE status = 'confirmed' AND section IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND EXISTS (SELECT 1 FROM unnest(seats) AS seat WHERE split_part(seat, '-', 1) <> section)
-                """),
-            ("an event has no inventory row", """
+                """
+            ),
+            (
+                "an event has no inventory row",
+                """
                 SELECT format('event %s (%s) has no inventory row', e.id, e.name)
                 FROM events e
                 WHERE (\(scope)::bigint IS NULL OR e.id = \(scope)) AND NOT EXISTS (SELECT 1 FROM inventory inv WHERE inv.event_id = e.id)
-                """),
-            ("a seat row's bitmap is not ceil(seats_per_row / 8) bytes long", """
+                """
+            ),
+            (
+                "a seat row's bitmap is not ceil(seats_per_row / 8) bytes long",
+                """
                 SELECT format('event %s section %s row %s: %s bytes for %s seats', r.event_id, r.section, r.row_number,
                               octet_length(r.taken), s.seats_per_row)
                 FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
                 WHERE octet_length(r.taken) <> (s.seats_per_row + 7) / 8 AND (\(scope)::bigint IS NULL OR r.event_id = \(scope))
-                """),
-            ("an Idempotency-Key's event or customer differs from its intent's", """
+                """
+            ),
+            (
+                "an Idempotency-Key's event or customer differs from its intent's",
+                """
                 SELECT format('key %s of event %s, customer %s, points at intent %s of event %s, customer %s',
                               k.key, k.event_id, k.customer, x.public_id, x.event_id, x.customer)
                 FROM idempotency_keys k
                 JOIN (SELECT public_id, event_id, customer FROM intents UNION ALL SELECT public_id, event_id, customer FROM outcomes) x
                   ON x.public_id = k.public_id
                 WHERE (\(scope)::bigint IS NULL OR k.event_id = \(scope)) AND (x.event_id <> k.event_id OR x.customer <> k.customer)
-                """),
-            ("an Idempotency-Key points at no intent", """
+                """
+            ),
+            (
+                "an Idempotency-Key points at no intent",
+                """
                 SELECT format('key %s of event %s points at %s, which is neither queued nor settled', k.key, k.event_id, k.public_id)
                 FROM idempotency_keys k
                 WHERE (\(scope)::bigint IS NULL OR k.event_id = \(scope))
                   AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.public_id = k.public_id)
                   AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.public_id = k.public_id)
-                """),
+                """
+            ),
             // Inventory only shrinks, so once a request for n tickets in a scope is refused for lack of
             // stock, no request decided later in that scope may get n or more.
-            ("a later intent got what an earlier one, asking for as much, was refused", """
+            (
+                "a later intent got what an earlier one, asking for as much, was refused",
+                """
                 WITH refused AS (
                     SELECT DISTINCT ON (event_id, coalesce(section, ''), quantity) event_id, coalesce(section, '') AS scope, quantity, decided_at, intent_id, public_id
                     FROM outcomes
@@ -251,7 +320,8 @@ extension Store {
                 SELECT format('event %s: intent %s got %s after intent %s was refused %s', g.event_id, g.public_id, g.quantity, r.public_id, r.quantity)
                 FROM refused r JOIN granted g ON g.event_id = r.event_id AND g.scope = r.scope AND g.quantity >= r.quantity
                  AND (g.decided_at, g.intent_id) > (r.decided_at, r.intent_id)
-                """),
+                """
+            ),
         ]
         for (invariant, query) in checks {
             for try await detail in try await connection.query(query, logger: logger).decode(String.self) {

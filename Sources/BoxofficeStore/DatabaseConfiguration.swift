@@ -74,7 +74,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// a TLS setting that cannot work (see ``validateTLS(home:)``), so a typo never weakens TLS silently.
     public init(url text: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         guard let components = URLComponents(string: text),
-              let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
+            let scheme = components.scheme, ["postgres", "postgresql"].contains(scheme)
         else {
             throw InvalidURL(description: "DATABASE_URL must look like postgres://user:password@host:5432/database")
         }
@@ -99,8 +99,9 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     private mutating func applyTLSSettings(mode: String?, modeSource: String, rootCert: String?, environment: [String: String]) throws {
         if let mode, !mode.isEmpty {
             guard let parsed = SSLMode(rawValue: mode) else {
-                throw InvalidURL(description: "\(modeSource): unknown sslmode \"\(mode)\"; use one of "
-                    + SSLMode.allCases.map(\.rawValue).joined(separator: ", "))
+                throw InvalidURL(
+                    description: "\(modeSource): unknown sslmode \"\(mode)\"; use one of "
+                        + SSLMode.allCases.map(\.rawValue).joined(separator: ", "))
             }
             sslMode = parsed
         }
@@ -110,7 +111,8 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
         // libpq's default CA file, resolved once against this environment's HOME and then named, so
         // `url` hands child processes the very file this process checks against.
         if sslRootCert == nil, sslMode != .disable, let path = Self.defaultRootCertPath(home: environment["HOME"]),
-           FileManager.default.fileExists(atPath: path) {
+            FileManager.default.fileExists(atPath: path)
+        {
             sslRootCert = path
         }
         try validateTLS(home: environment["HOME"])

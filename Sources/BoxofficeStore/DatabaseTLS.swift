@@ -65,20 +65,23 @@ extension DatabaseConfiguration {
         switch rootCertificates(home: home) {
         case .system?:
             guard sslMode == .verifyFull else {
-                throw InvalidURL(description: "sslrootcert=system trusts every public CA, so it needs sslmode=verify-full "
-                    + "(got sslmode=\(sslMode.rawValue)); set sslmode=verify-full or give the CA file in sslrootcert")
+                throw InvalidURL(
+                    description: "sslrootcert=system trusts every public CA, so it needs sslmode=verify-full "
+                        + "(got sslmode=\(sslMode.rawValue)); set sslmode=verify-full or give the CA file in sslrootcert")
             }
         case .file(let path)?:
             guard FileManager.default.isReadableFile(atPath: path) else {
-                throw InvalidURL(description: "sslrootcert=\(path): no readable file there (a PEM file of the CA "
-                    + "certificates that signed the server's certificate)")
+                throw InvalidURL(
+                    description: "sslrootcert=\(path): no readable file there (a PEM file of the CA "
+                        + "certificates that signed the server's certificate)")
             }
         case nil:
             if sslMode == .verifyCA || sslMode == .verifyFull {
                 let defaultPath = Self.defaultRootCertPath(home: home) ?? "~/.postgresql/root.crt"
-                throw InvalidURL(description: "sslmode=\(sslMode.rawValue) checks the server's certificate against a CA, "
-                    + "but none is given: add sslrootcert=/path/to/ca.pem to DATABASE_URL (or set PGSSLROOTCERT, or put the "
-                    + "CA certificate in \(defaultPath))")
+                throw InvalidURL(
+                    description: "sslmode=\(sslMode.rawValue) checks the server's certificate against a CA, "
+                        + "but none is given: add sslrootcert=/path/to/ca.pem to DATABASE_URL (or set PGSSLROOTCERT, or put the "
+                        + "CA certificate in \(defaultPath))")
             }
         }
     }

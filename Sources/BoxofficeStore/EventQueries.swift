@@ -22,24 +22,28 @@ extension Store {
         let kind = EventKind(layout).rawValue
         let capacity = layout.capacity
         let id = try await client.withTransaction(logger: logger) { connection -> EventID in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 INSERT INTO events (name, kind, capacity) VALUES (\(name), \(kind), \(capacity)) RETURNING id
                 """, logger: logger)
             guard let id = try await rows.decode(EventID.self).first(where: { _ in true }) else {
                 throw StoreError.invariantBroken("INSERT INTO events returned no id")
             }
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO inventory (event_id, capacity, available) VALUES (\(id), \(capacity), \(capacity))
                 """, logger: logger)
             let sections = layout.sections
             if !sections.isEmpty {
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO sections (event_id, position, name, row_count, seats_per_row)
                     SELECT \(id), position - 1, name, row_count, seats_per_row
                     FROM unnest(\(sections.map(\.name))::text[], \(sections.map(\.rows))::int[], \(sections.map(\.seatsPerRow))::int[])
                          WITH ORDINALITY AS s(name, row_count, seats_per_row, position)
                     """, logger: logger)
-                try await connection.query("""
+                try await connection.query(
+                    """
                     INSERT INTO seat_rows (event_id, section, row_number, free, taken)
                     SELECT s.event_id, s.position, r, s.seats_per_row, decode(repeat('00', (s.seats_per_row + 7) / 8), 'hex')
                     FROM sections s, generate_series(1, s.row_count) AS r
@@ -86,9 +90,13 @@ extension Store {
         }
     }
 
-    private func loadEvent(_ eventID: EventID, run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence) async throws -> (name: String, layout: EventLayout)? {
+    private func loadEvent(
+        _ eventID: EventID, run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence
+    ) async throws -> (name: String, layout: EventLayout)? {
         var event: (String, String, Int)?
-        for try await row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)").decode((String, String, Int).self) { event = row }
+        for try await row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)").decode((String, String, Int).self) {
+            event = row
+        }
         guard let (name, kind, capacity) = event else { return nil }
         if kind == EventKind.generalAdmission.rawValue { return (name, .generalAdmission(capacity: capacity)) }
         var sections: [SectionLayout] = []
@@ -107,7 +115,8 @@ extension Store {
     /// one event is on sale. Counting up to 100,000, as this did, cost 28 ms per read of a busy event.
     public func eventSummary(_ eventID: EventID) async throws -> EventSummary? {
         guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT inv.sold, inv.available, \(unescaped: Self.queuedCountSQL(event: "inv.event_id", below: nil))
             FROM inventory inv
             WHERE inv.event_id = \(eventID)

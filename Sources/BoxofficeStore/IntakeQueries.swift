@@ -153,7 +153,8 @@ extension Store {
         guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }
 
         var existing: [IdempotencyScope: (UUID, String)] = [:]
-        let keyRows = try await client.query("""
+        let keyRows = try await client.query(
+            """
             SELECT k.event_id, k.customer, k.key, k.public_id, k.fingerprint
             FROM idempotency_keys k
             JOIN unnest(\(conflicted.map(\.eventID))::bigint[], \(conflicted.map(\.customer))::text[],
@@ -166,7 +167,8 @@ extension Store {
         return try drafts.map { draft in
             if queued.contains(draft.publicID) { return .accepted(draft.publicID) }
             guard let key = draft.idempotencyKey,
-                  let (publicID, fingerprint) = existing[IdempotencyScope(eventID: draft.eventID, customer: draft.customer, key: key)] else {
+                let (publicID, fingerprint) = existing[IdempotencyScope(eventID: draft.eventID, customer: draft.customer, key: key)]
+            else {
                 throw StoreError.invariantBroken("intent \(draft.publicID) was neither queued nor matched an idempotency key")
             }
             return fingerprint == draft.fingerprint ? .replayed(publicID) : .keyReused(publicID)

@@ -100,8 +100,9 @@ public struct Migration: Sendable, Equatable {
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw StoreError.migrationFailed("no migrations folder at \(folder) (from --migrations-dir or BOXOFFICE_MIGRATIONS_DIR); "
-                + "unset both to apply the migrations built into this binary")
+            throw StoreError.migrationFailed(
+                "no migrations folder at \(folder) (from --migrations-dir or BOXOFFICE_MIGRATIONS_DIR); "
+                    + "unset both to apply the migrations built into this binary")
         }
         return try load(directory: URL(fileURLWithPath: folder))
     }
@@ -148,7 +149,8 @@ extension Store {
                 do {
                     // Arbitrary constant: the lock id of "boxoffice migrations".
                     try await connection.query("SELECT pg_advisory_xact_lock(727274001)", logger: logger)
-                    try await connection.query("""
+                    try await connection.query(
+                        """
                         CREATE TABLE IF NOT EXISTS schema_migrations (
                             version integer PRIMARY KEY,
                             name text NOT NULL,
@@ -171,7 +173,8 @@ extension Store {
                     } catch {
                         throw StoreError.migrationFailed("migration \(migration.name) failed: \(String(reflecting: error))")
                     }
-                    try await connection.query("INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
+                    try await connection.query(
+                        "INSERT INTO schema_migrations (version, name) VALUES (\(migration.version), \(migration.name))", logger: logger)
                     try await connection.query("COMMIT", logger: logger)
                     names.append(migration.name)
                 } catch {

@@ -82,9 +82,10 @@ extension Store {
             // the batch it waited for has settled.
             _ = try await self.rows(AllocationRightStatement(eventID: eventID), on: connection)
             guard try await self.rows(IntentQueuedStatement(intentID: intentID), on: connection).first != nil else { return false }
-            try await self.settle(eventID: eventID, batch: [], outcomes: [],
-                                  setAside: [SetAside(intentID: intentID, reason: .quarantined, error: error)],
-                                  changedRows: [], ticketsSold: 0, on: connection)
+            try await self.settle(
+                eventID: eventID, batch: [], outcomes: [],
+                setAside: [SetAside(intentID: intentID, reason: .quarantined, error: error)],
+                changedRows: [], ticketsSold: 0, on: connection)
             return true
         }
     }

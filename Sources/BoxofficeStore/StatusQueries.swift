@@ -87,7 +87,8 @@ extension Store {
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
         guard let (eventID, quantity, status, reason, seats, ahead) = try await rows(StatusStatement(publicID: publicID)).first else { return nil }
-        let state: IntentStatus.State = status == IntentStatusWord.pending.rawValue
+        let state: IntentStatus.State =
+            status == IntentStatusWord.pending.rawValue
             ? .pending(ahead: ahead)
             : .decided(try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID))
         return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: state)

@@ -81,7 +81,8 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .deadlinePassed: "the request's deadline passed before the statement was sent; it did not run"
         case .unreachable(let message), .invariantBroken(let message), .migrationFailed(let message): message
-        case .connectionLost: "the database connection closed before the statement was sent; it did not run (an open transaction on it was rolled back)"
+        case .connectionLost:
+            "the database connection closed before the statement was sent; it did not run (an open transaction on it was rolled back)"
         }
     }
 }

@@ -3,8 +3,10 @@ import Logging
 /// Runs `body` with a connected Store whose pool runs for exactly as long as `body`: the one-shot
 /// commands (migrate, event, verify), demo, bench and the tests.
 @discardableResult
-public func withStore<T: Sendable>(_ configuration: DatabaseConfiguration, logger: Logger,
-                                   _ body: @Sendable @escaping (Store) async throws -> T) async throws -> T {
+public func withStore<T: Sendable>(
+    _ configuration: DatabaseConfiguration, logger: Logger,
+    _ body: @Sendable @escaping (Store) async throws -> T
+) async throws -> T {
     let store = Store(configuration: configuration, logger: logger)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {

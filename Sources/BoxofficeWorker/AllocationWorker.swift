@@ -85,8 +85,9 @@ public final class AllocationWorker: Service, Sendable {
 
     public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
-        precondition(configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
-                     "strain bounds out of range")
+        precondition(
+            configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
+            "strain bounds out of range")
         self.store = store
         self.configuration = configuration
         self.logger = logger
@@ -103,13 +104,15 @@ public final class AllocationWorker: Service, Sendable {
             group.cancelAll()
         }
         let totals = self.totals
-        logger.info("worker stopped", metadata: [
-            "batches": "\(totals.claims)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
-            "rejected": "\(totals.rejected)", "quarantined": "\(totals.quarantined)", "tickets_sold": "\(totals.ticketsSold)",
-            "batch_p50_us": "\(totals.claimMicroseconds.valueAtPercentile(50))",
-            "batch_p99_us": "\(totals.claimMicroseconds.valueAtPercentile(99))",
-            "batch_max_us": "\(totals.claimMicroseconds.max)",
-        ])
+        logger.info(
+            "worker stopped",
+            metadata: [
+                "batches": "\(totals.claims)", "intents": "\(totals.intents)", "confirmed": "\(totals.confirmed)",
+                "rejected": "\(totals.rejected)", "quarantined": "\(totals.quarantined)", "tickets_sold": "\(totals.ticketsSold)",
+                "batch_p50_us": "\(totals.claimMicroseconds.valueAtPercentile(50))",
+                "batch_p99_us": "\(totals.claimMicroseconds.valueAtPercentile(99))",
+                "batch_max_us": "\(totals.claimMicroseconds.max)",
+            ])
     }
 
     /// An event whose claims failed in a way the claim itself may cause: its claims are shrunk until a
@@ -163,37 +166,46 @@ public final class AllocationWorker: Service, Sendable {
                     totals.ticketsSold += report.ticketsSold
                 }
                 if report.quarantined > 0 {
-                    logger.warning("rejected queued rows that make no request (invalid_request); see the quarantine table", metadata: [
-                        "event": "\(report.eventID)", "quarantined": "\(report.quarantined)",
-                    ])
+                    logger.warning(
+                        "rejected queued rows that make no request (invalid_request); see the quarantine table",
+                        metadata: [
+                            "event": "\(report.eventID)", "quarantined": "\(report.quarantined)",
+                        ])
                 }
                 if var strain = strains[report.eventID] {
                     if report.intentIDMax >= strain.suspectIntentIDMax {
                         strains[report.eventID] = nil
-                        logger.info("event's claims back to full size: the failing batch has been worked through", metadata: ["event": "\(report.eventID)"])
+                        logger.info(
+                            "event's claims back to full size: the failing batch has been worked through", metadata: ["event": "\(report.eventID)"])
                     } else {
                         strain.failuresAtSize = 0
                         strains[report.eventID] = strain
                     }
                 }
-                logger.debug("settled batch", metadata: [
-                    "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
-                    "rejected": "\(report.rejected)", "tickets_sold": "\(report.ticketsSold)",
-                ])
+                logger.debug(
+                    "settled batch",
+                    metadata: [
+                        "event": "\(report.eventID)", "intents": "\(report.intents)", "confirmed": "\(report.confirmed)",
+                        "rejected": "\(report.rejected)", "tickets_sold": "\(report.ticketsSold)",
+                    ])
                 // After the claim is timed: the pause is not part of the claim.
                 if report.intents < min(configuration.smallClaim, configuration.batchSizeMax) { await linger() }
             } catch let failure as BatchFailure
-                        where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax {
+                where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax
+            {
                 totalsState.withLock { $0.failedClaims += 1 }
                 if await strain(failure, in: &strains) {
                     quarantinesByEvent[failure.eventID, default: 0] += 1
                     if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
-                        logger.error("quarantine bound reached for the event: its failing batches are now backed off, not split; check the event's inventory and seat rows", metadata: [
-                            "event": "\(failure.eventID)", "quarantined": "\(configuration.quarantinesPerEventMax)",
-                        ])
+                        logger.error(
+                            "quarantine bound reached for the event: its failing batches are now backed off, not split; check the event's inventory and seat rows",
+                            metadata: [
+                                "event": "\(failure.eventID)", "quarantined": "\(configuration.quarantinesPerEventMax)",
+                            ])
                     }
                     if quarantinesByEvent.count > configuration.strainedEventsMax,
-                       let least = quarantinesByEvent.min(by: { $0.value < $1.value })?.key {
+                        let least = quarantinesByEvent.min(by: { $0.value < $1.value })?.key
+                    {
                         quarantinesByEvent[least] = nil
                     }
                 }
@@ -201,10 +213,12 @@ public final class AllocationWorker: Service, Sendable {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch {
                 totalsState.withLock { $0.failedClaims += 1 }
-                logger.warning("batch failed and was rolled back; its intents will be claimed again", metadata: [
-                    "error": "\((error as? BatchFailure).map { describeDatabaseError($0.underlying) } ?? describeDatabaseError(error))",
-                    "retry_in": "\(backoff)",
-                ])
+                logger.warning(
+                    "batch failed and was rolled back; its intents will be claimed again",
+                    metadata: [
+                        "error": "\((error as? BatchFailure).map { describeDatabaseError($0.underlying) } ?? describeDatabaseError(error))",
+                        "retry_in": "\(backoff)",
+                    ])
                 let pause = backoff
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
                 backoff = min(backoff * 2, configuration.errorBackoffMax)
@@ -218,48 +232,60 @@ public final class AllocationWorker: Service, Sendable {
     /// quarantine the event's claims are full size again. Returns true when it quarantined an intent.
     func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async -> Bool {
         let claimedMax = failure.suspectIntentIDs.max() ?? 0
-        var strain = strains[failure.eventID]
+        var strain =
+            strains[failure.eventID]
             ?? Strain(claimSizeMax: min(configuration.batchSizeMax, failure.suspectIntentIDs.count), suspectIntentIDMax: claimedMax, since: .now)
         strain.suspectIntentIDMax = max(strain.suspectIntentIDMax, claimedMax)
         strain.failuresAtSize += 1
         let error = describeDatabaseError(failure.underlying)
-        logger.warning("batch failed and was rolled back; it may be the batch's own doing, so its claims will shrink if it fails again", metadata: [
-            "event": "\(failure.eventID)", "intents": "\(failure.suspectIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
-            "error": "\(error)",
-        ])
+        logger.warning(
+            "batch failed and was rolled back; it may be the batch's own doing, so its claims will shrink if it fails again",
+            metadata: [
+                "event": "\(failure.eventID)", "intents": "\(failure.suspectIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
+                "error": "\(error)",
+            ])
         if strain.failuresAtSize >= configuration.failuresPerClaimSize {
             strain.failuresAtSize = 0
             if strain.claimSizeMax > 1 {
                 strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.suspectIntentIDs.count) / 2)
-                logger.warning("halving the event's claims after repeated failures", metadata: [
-                    "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
-                ])
+                logger.warning(
+                    "halving the event's claims after repeated failures",
+                    metadata: [
+                        "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
+                    ])
             } else if failure.isStatementTimeout, ContinuousClock.now - strain.since < configuration.timeoutQuarantineAfter {
-                logger.warning("a lone intent keeps timing out; waiting to see the stall last before quarantining it", metadata: [
-                    "event": "\(failure.eventID)", "failing_for": "\(ContinuousClock.now - strain.since)",
-                    "quarantine_after": "\(configuration.timeoutQuarantineAfter)",
-                ])
+                logger.warning(
+                    "a lone intent keeps timing out; waiting to see the stall last before quarantining it",
+                    metadata: [
+                        "event": "\(failure.eventID)", "failing_for": "\(ContinuousClock.now - strain.since)",
+                        "quarantine_after": "\(configuration.timeoutQuarantineAfter)",
+                    ])
             } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
                 do {
                     if try await store.quarantine(intentID: intentID, eventID: failure.eventID, error: error) {
                         // The culprit is out: full claims again (another culprit in the claim starts its own ladder).
                         strains[failure.eventID] = nil
                         totalsState.withLock { $0.quarantined += 1 }
-                        logger.error("quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table", metadata: [
-                            "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(error)",
-                        ])
+                        logger.error(
+                            "quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table",
+                            metadata: [
+                                "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(error)",
+                            ])
                         return true
                     }
                 } catch {
-                    logger.warning("could not quarantine the intent; will try again", metadata: [
-                        "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(describeDatabaseError(error))",
-                    ])
+                    logger.warning(
+                        "could not quarantine the intent; will try again",
+                        metadata: [
+                            "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(describeDatabaseError(error))",
+                        ])
                 }
             }
         }
         strains[failure.eventID] = strain
         if strains.count > configuration.strainedEventsMax,
-           let oldest = strains.min(by: { $0.value.since < $1.value.since })?.key {
+            let oldest = strains.min(by: { $0.value.since < $1.value.since })?.key
+        {
             strains[oldest] = nil
         }
         return false
@@ -275,9 +301,11 @@ public final class AllocationWorker: Service, Sendable {
         await listenUntilCancelled {
             try await self.store.listen(on: Store.intentsChannel) { _ in self.doorbell.ring() }
         } connectionLost: { error, retryIn in
-            self.logger.info("intake LISTEN connection lost; polling until it is back", metadata: [
-                "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
-            ])
+            self.logger.info(
+                "intake LISTEN connection lost; polling until it is back",
+                metadata: [
+                    "error": "\(describeDatabaseError(error))", "retry_in": "\(retryIn)",
+                ])
         }
     }
 }

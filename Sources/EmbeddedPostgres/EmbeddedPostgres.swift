@@ -276,7 +276,7 @@ private func installTLSFiles(_ tls: EmbeddedPostgres.TLS, baseDirectory: String)
             throw EmbeddedPostgresError("cannot read the TLS file \(source)")
         }
         guard FileManager.default.createFile(atPath: destination, contents: contents, attributes: [.posixPermissions: mode]),
-              chmod(destination, mode_t(mode)) == 0
+            chmod(destination, mode_t(mode)) == 0
         else {
             throw EmbeddedPostgresError("cannot write \(destination): \(String(cString: strerror(errno)))")
         }
@@ -341,9 +341,10 @@ private func embeddedPostgresAtExit() {
 private func destroyCluster(baseDirectory: String, dataDirectory: String, binDirectory: String) {
     guard Registry.unregister(baseDirectory) else { return }
     if postmasterPID(dataDirectory: dataDirectory) != nil {
-        let stopped = (try? runPostgresTool(
-            binDirectory + "/pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "-t", "30", "stop"],
-            cwd: baseDirectory, timeout: 45))?.status == 0
+        let stopped =
+            (try? runPostgresTool(
+                binDirectory + "/pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "-t", "30", "stop"],
+                cwd: baseDirectory, timeout: 45))?.status == 0
         if !stopped { immediateStop(dataDirectory: dataDirectory, wait: 10) }
     }
     try? FileManager.default.removeItem(atPath: baseDirectory)
@@ -352,8 +353,8 @@ private func destroyCluster(baseDirectory: String, dataDirectory: String, binDir
 /// The postmaster PID from `postmaster.pid`, if that file exists and the process is alive.
 private func postmasterPID(dataDirectory: String) -> pid_t? {
     guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
-          let first = text.split(separator: "\n").first,
-          let pid = pid_t(first.trimmingCharacters(in: .whitespaces)), pid > 0
+        let first = text.split(separator: "\n").first,
+        let pid = pid_t(first.trimmingCharacters(in: .whitespaces)), pid > 0
     else { return nil }
     return kill(pid, 0) == 0 ? pid : nil
 }
@@ -386,7 +387,8 @@ private func findBinDirectory() throws -> String {
         return dir
     }
     if let pgConfig = which("pg_config"),
-       let result = try? runProcess(pgConfig, ["--bindir"], cwd: nil, timeout: 10), result.status == 0 {
+        let result = try? runProcess(pgConfig, ["--bindir"], cwd: nil, timeout: 10), result.status == 0
+    {
         let dir = result.output.trimmed
         if !dir.isEmpty, hasInitdb(dir) { return dir }
     }
@@ -448,8 +450,9 @@ private func makeTempDirectory() throws -> String {
 }
 
 private func shellQuote(_ value: String) -> String {
-    let safe = CharacterSet(charactersIn:
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,/:=+@%")
+    let safe = CharacterSet(
+        charactersIn:
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.,/:=+@%")
     if !value.isEmpty, value.unicodeScalars.allSatisfy({ safe.contains($0) }) { return value }
     return "'" + value.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
@@ -474,12 +477,15 @@ private struct ProcessResult {
 }
 
 /// Runs a server-side tool (initdb, pg_ctl): as the `postgres` user via runuser when we are root.
-private func runPostgresTool(_ tool: String, _ args: [String], cwd: String?, timeout: TimeInterval) throws
+private func runPostgresTool(
+    _ tool: String, _ args: [String], cwd: String?, timeout: TimeInterval
+) throws
     -> ProcessResult
 {
     guard runningAsRoot else { return try runProcess(tool, args, cwd: cwd, timeout: timeout) }
     _ = try postgresAccount()
-    let runuser = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
+    let runuser =
+        ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
         .first { FileManager.default.isExecutableFile(atPath: $0) } ?? which("runuser")
     guard let runuser else {
         throw EmbeddedPostgresError(
@@ -496,7 +502,9 @@ private func runPostgresTool(_ tool: String, _ args: [String], cwd: String?, tim
 /// only when a socket inherited by the child is closed, and `pg_ctl start` hands that socket on to the
 /// daemonised postmaster, so `Process` would wait for pg_ctl until the server stops. Here the child
 /// gets only stdin (/dev/null), stdout and stderr; every other descriptor is closed.
-private func runProcess(_ executable: String, _ args: [String], cwd: String?, timeout: TimeInterval) throws
+private func runProcess(
+    _ executable: String, _ args: [String], cwd: String?, timeout: TimeInterval
+) throws
     -> ProcessResult
 {
     let command = ([executable] + args).joined(separator: " ")
@@ -605,8 +613,10 @@ private func spawn(_ executable: String, _ args: [String], cwd: String?) throws 
     flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)
     if let cwd { posix_spawn_file_actions_addchdir_np(&actions, cwd) }
     #else
-    if let closeFrom = libcFunction("posix_spawn_file_actions_addclosefrom_np",
-                                    as: (@convention(c) (SpawnActionsPointer, Int32) -> Int32).self) {
+    if let closeFrom = libcFunction(
+        "posix_spawn_file_actions_addclosefrom_np",
+        as: (@convention(c) (SpawnActionsPointer, Int32) -> Int32).self)
+    {
         _ = closeFrom(&actions, 3)
     } else {
         // glibc < 2.34: close what is open now (glibc ignores EBADF for close actions).
@@ -615,8 +625,11 @@ private func spawn(_ executable: String, _ args: [String], cwd: String?) throws 
             posix_spawn_file_actions_addclose(&actions, fd)
         }
     }
-    if let cwd, let chdir = libcFunction("posix_spawn_file_actions_addchdir_np",
-                                         as: (@convention(c) (SpawnActionsPointer, UnsafePointer<CChar>) -> Int32).self) {
+    if let cwd,
+        let chdir = libcFunction(
+            "posix_spawn_file_actions_addchdir_np",
+            as: (@convention(c) (SpawnActionsPointer, UnsafePointer<CChar>) -> Int32).self)
+    {
         _ = cwd.withCString { chdir(&actions, $0) }
     }
     #endif
@@ -634,8 +647,8 @@ private func spawn(_ executable: String, _ args: [String], cwd: String?) throws 
     let envp: [UnsafeMutablePointer<CChar>?] =
         ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
-        argv.forEach { free($0) }
-        envp.forEach { free($0) }
+        for pointer in argv { free(pointer) }
+        for pointer in envp { free(pointer) }
     }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, &attrs, argv, envp)

@@ -19,7 +19,8 @@ struct Bench: AsyncParsableCommand {
             vs queue length). Build with -c release for meaningful figures.
             """)
 
-    @Option(help: "Comma-separated scenarios: drain, seatmap, events, http, reference, queue.") var scenarios = "drain,seatmap,events,http,reference,queue"
+    @Option(help: "Comma-separated scenarios: drain, seatmap, events, http, reference, queue.") var scenarios =
+        "drain,seatmap,events,http,reference,queue"
     @Option(help: "Worker process counts to try.") var workers = "1,2,4"
     @Option(help: "Batch sizes to try.") var batchSizes = "1,64,512,4096"
     @Option(help: "Intents pre-queued per drain cell.") var intents = 200_000
@@ -48,10 +49,12 @@ struct Bench: AsyncParsableCommand {
         defer { runner.finish() }
         let results = try await runner.runAll()
         // The picture is linked relative to the report when both are written.
-        let picture = svg.flatMap { svg in report.map { report in
-            URL(fileURLWithPath: report).deletingLastPathComponent().path == URL(fileURLWithPath: svg).deletingLastPathComponent().path
-                ? URL(fileURLWithPath: svg).lastPathComponent : svg
-        } }
+        let picture = svg.flatMap { svg in
+            report.map { report in
+                URL(fileURLWithPath: report).deletingLastPathComponent().path == URL(fileURLWithPath: svg).deletingLastPathComponent().path
+                    ? URL(fileURLWithPath: svg).lastPathComponent : svg
+            }
+        }
         let markdown = results.markdown(plan: plan, environment: runner.environmentLines, command: Self.commandLine(), picture: picture)
         print("\n" + markdown)
         if let report { try markdown.write(toFile: report, atomically: true, encoding: .utf8) }

@@ -42,7 +42,8 @@ struct DatabaseOptions: ParsableArguments {
 
     func configuration() throws -> DatabaseConfiguration {
         guard var configuration = try DatabaseConfiguration.fromEnvironment() else {
-            throw CommandError("no database configured: set DATABASE_URL=postgres://user:password@host:5432/db (or PGHOST & co.); `boxoffice demo` starts its own")
+            throw CommandError(
+                "no database configured: set DATABASE_URL=postgres://user:password@host:5432/db (or PGHOST & co.); `boxoffice demo` starts its own")
         }
         guard (1...500).contains(connectionsMax) else { throw CommandError("--connections-max must be between 1 and 500") }
         configuration.connectionsMax = connectionsMax

@@ -39,7 +39,10 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         var logger = logging.bootstrap(label: "boxoffice.demo")
         logger.logLevel = max(logging.logLevel, .warning)
-        let say: @Sendable (String) -> Void = { print($0); fflush(nil) }
+        let say: @Sendable (String) -> Void = {
+            print($0)
+            fflush(nil)
+        }
 
         let server = try DatabaseServer.start(privateCluster: .init(extraSettings: ["autovacuum_naptime": "1s"]), logger: logger, say: say)
         defer { server.destroy() }
@@ -60,7 +63,8 @@ struct Demo: AsyncParsableCommand {
         let workerProcesses = ChildProcesses(
             executable: ChildProcesses.siblingExecutable(), databaseURL: databaseConfiguration.url,
             arguments: ["--batch-size", "\(batchSize)", "--log-level", "warning"], logDirectory: logDirectory)
-        let layout: EventLayout = seatMap
+        let layout: EventLayout =
+            seatMap
             ? .seatMap(Self.sections(seats: seats))
             : .generalAdmission(capacity: seats)
         let settings = self
@@ -79,7 +83,9 @@ struct Demo: AsyncParsableCommand {
             say("migrated: \(applied.isEmpty ? "already up to date" : applied.joined(separator: ", "))")
             let event = try await store.createEvent(name: "Demo flash sale", layout: layout)
             try workerProcesses.spawn(settings.workers)
-            say("event \(event.id): \(layout.capacity) \(settings.seatMap ? "seats" : "tickets"); API on http://127.0.0.1:\(port); \(settings.workers) worker processes (batch \(settings.batchSize)); worker logs in \(logDirectory.path)")
+            say(
+                "event \(event.id): \(layout.capacity) \(settings.seatMap ? "seats" : "tickets"); API on http://127.0.0.1:\(port); \(settings.workers) worker processes (batch \(settings.batchSize)); worker logs in \(logDirectory.path)"
+            )
             say("\(settings.clients) buyers send \(settings.intents) intents, each waiting for its outcome…")
 
             var load = SaleLoad.Configuration(baseURL: "http://127.0.0.1:\(port)", eventID: event.id, intents: settings.intents)
@@ -176,13 +182,21 @@ struct DemoSummary: Sendable {
         let ms: (UInt64) -> String = { String(format: "%.1f ms", Double($0) / 1000) }
         say("")
         say("== flash sale result ==")
-        say("intents sent        \(intents), accepted (202) \(result.accepted.count), refused at intake \(result.intakeFailures.values.reduce(0, +)) \(result.intakeFailures.isEmpty ? "" : "\(result.intakeFailures)"), transport errors \(result.transportErrors)")
+        say(
+            "intents sent        \(intents), accepted (202) \(result.accepted.count), refused at intake \(result.intakeFailures.values.reduce(0, +)) \(result.intakeFailures.isEmpty ? "" : "\(result.intakeFailures)"), transport errors \(result.transportErrors)"
+        )
         say("outcomes            confirmed \(result.confirmed), rejected \(result.rejected), undecided \(result.undecided)")
         say("tickets             capacity \(event.capacity), sold \(event.sold), available \(event.available), oversold \(oversold)")
         say("seats in two orders \(duplicateSeats)")
-        say("throughput          \(String(format: "%.0f", Double(result.decided) / max(seconds, 0.001))) intents/s decided end to end (\(String(format: "%.2f", seconds)) s)")
-        say("intake latency      p50 \(ms(result.intakeLatency.valueAtPercentile(50))), p99 \(ms(result.intakeLatency.valueAtPercentile(99))), max \(ms(result.intakeLatency.max))")
-        say("outcome latency     p50 \(ms(result.outcomeLatency.valueAtPercentile(50))), p99 \(ms(result.outcomeLatency.valueAtPercentile(99))), max \(ms(result.outcomeLatency.max)) (POST sent → outcome seen)")
+        say(
+            "throughput          \(String(format: "%.0f", Double(result.decided) / max(seconds, 0.001))) intents/s decided end to end (\(String(format: "%.2f", seconds)) s)"
+        )
+        say(
+            "intake latency      p50 \(ms(result.intakeLatency.valueAtPercentile(50))), p99 \(ms(result.intakeLatency.valueAtPercentile(99))), max \(ms(result.intakeLatency.max))"
+        )
+        say(
+            "outcome latency     p50 \(ms(result.outcomeLatency.valueAtPercentile(50))), p99 \(ms(result.outcomeLatency.valueAtPercentile(99))), max \(ms(result.outcomeLatency.max)) (POST sent → outcome seen)"
+        )
         say("workers             exit codes \(workerExitCodes)")
         say("audit               \(audit.summaryLine)")
         for violation in audit.violations.prefix(20) { say("  VIOLATION \(violation)") }

@@ -20,7 +20,9 @@ enum DescriptorLimit {
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return needed }
         if let exactly {
             guard exactly >= needed else {
-                throw CommandError("--open-files-max \(exactly) is below the \(needed) descriptors serve may need (--client-connections-max + --connections-max + \(reserve) in reserve)")
+                throw CommandError(
+                    "--open-files-max \(exactly) is below the \(needed) descriptors serve may need (--client-connections-max + --connections-max + \(reserve) in reserve)"
+                )
             }
             var wanted = limit
             wanted.rlim_cur = rlim_t(exactly)
@@ -35,7 +37,8 @@ enum DescriptorLimit {
             raised.rlim_cur = rlim_t(needed)
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return needed }
         }
-        throw CommandError("""
+        throw CommandError(
+            """
             the open-file limit (soft \(limit.rlim_cur), hard \(limit.rlim_max)) is below the \(needed) descriptors serve may need \
             (--client-connections-max + --connections-max + \(reserve) in reserve): raise it (ulimit -n, LimitNOFILE=) \
             or lower --client-connections-max

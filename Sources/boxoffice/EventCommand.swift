@@ -26,11 +26,15 @@ struct EventCommand: AsyncParsableCommand {
 
         func layout() throws -> EventLayout {
             if let capacity {
-                guard (1...EventLayout.capacityMax).contains(capacity) else { throw ValidationError("--capacity must be 1...\(EventLayout.capacityMax)") }
+                guard (1...EventLayout.capacityMax).contains(capacity) else {
+                    throw ValidationError("--capacity must be 1...\(EventLayout.capacityMax)")
+                }
                 return .generalAdmission(capacity: capacity)
             }
             let layout = EventLayout.seatMap(try parseSections(sections ?? ""))
-            guard layout.capacity <= EventLayout.capacityMax else { throw ValidationError("the seat map holds more than \(EventLayout.capacityMax) seats") }
+            guard layout.capacity <= EventLayout.capacityMax else {
+                throw ValidationError("the seat map holds more than \(EventLayout.capacityMax) seats")
+            }
             return layout
         }
 
@@ -55,7 +59,9 @@ struct EventCommand: AsyncParsableCommand {
             guard let summary = try await withStore(try database.configuration(), logger: logger, { try await $0.eventSummary(id) }) else {
                 throw CommandError("there is no event \(id)")
             }
-            print("event \(summary.id) \"\(summary.name)\": capacity \(summary.capacity), sold \(summary.sold), available \(summary.available), pending \(summary.pending)")
+            print(
+                "event \(summary.id) \"\(summary.name)\": capacity \(summary.capacity), sold \(summary.sold), available \(summary.available), pending \(summary.pending)"
+            )
         }
     }
 }
@@ -67,9 +73,12 @@ func parseSections(_ text: String) throws -> [SectionLayout] {
         let pieces = part.split(separator: ":")
         let size = pieces.count == 2 ? pieces[1].split(separator: "x") : []
         guard pieces.count == 2, SectionLayout.isValidName(pieces[0]), size.count == 2,
-              let rows = Int(size[0]), let seats = Int(size[1]),
-              (1...SectionLayout.rowsMax).contains(rows), (1...SectionLayout.seatsPerRowMax).contains(seats)
-        else { throw ValidationError("section \(part) must look like A:10x20 (name, rows 1...\(SectionLayout.rowsMax), seats per row 1...\(SectionLayout.seatsPerRowMax))") }
+            let rows = Int(size[0]), let seats = Int(size[1]),
+            (1...SectionLayout.rowsMax).contains(rows), (1...SectionLayout.seatsPerRowMax).contains(seats)
+        else {
+            throw ValidationError(
+                "section \(part) must look like A:10x20 (name, rows 1...\(SectionLayout.rowsMax), seats per row 1...\(SectionLayout.seatsPerRowMax))")
+        }
         guard !sections.contains(where: { $0.name == pieces[0] }) else { throw ValidationError("section \(pieces[0]) is listed twice") }
         sections.append(SectionLayout(name: String(pieces[0]), rows: rows, seatsPerRow: seats))
     }

@@ -23,16 +23,27 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Rows per group-commit INSERT at most.") var intakeBatchMax = 1_000
     @Option(help: "Group-commit INSERTs in flight at once.") var intakeFlushers = 2
     @Option(help: "Intake requests waiting for a group-commit INSERT at most; past it 503 overloaded.") var intakeWaitingMax = 20_000
-    @Option(help: "Longest a request waits on the database, in milliseconds, counted from its arrival (lease, statement, group commit); past it 503. Also the API's statement_timeout.") var databaseWaitMilliseconds = 5_000
-    @Option(help: "Open client connections at most (below the descriptor limit, which serve raises to its hard limit); past it new connections wait in the kernel's accept queue.") var clientConnectionsMax = ClientLimits().connectionsMax
+    @Option(
+        help:
+            "Longest a request waits on the database, in milliseconds, counted from its arrival (lease, statement, group commit); past it 503. Also the API's statement_timeout."
+    ) var databaseWaitMilliseconds = 5_000
+    @Option(
+        help:
+            "Open client connections at most (below the descriptor limit, which serve raises to its hard limit); past it new connections wait in the kernel's accept queue."
+    ) var clientConnectionsMax = ClientLimits().connectionsMax
     @Option(help: "Request line plus headers, in bytes, at most; larger is answered 431.") var clientHeaderBytesMax = ClientLimits().headerBytesMax
     @Option(help: "Seconds a connection with no request in progress stays open.") var clientIdleSeconds: Double = 15
     @Option(help: "Seconds from a request's first byte to the end of its head; past it 408 and close.") var clientHeadSeconds: Double = 10
     @Option(help: "Seconds from a request's head to the end of its body; past it 408 and close.") var clientBodySeconds: Double = 10
-    @Option(help: "Long-polls (?wait=) held at once by this process; past it a status request answers at once.") var longPollsMax = OutcomeWatcher.Configuration().waitersMax
+    @Option(help: "Long-polls (?wait=) held at once by this process; past it a status request answers at once.") var longPollsMax =
+        OutcomeWatcher.Configuration().waitersMax
     @Option(help: "Long-polls held at once on one intent.") var longPollsPerIntentMax = OutcomeWatcher.Configuration().waitersPerIntentMax
-    @Option(help: "Bulk intake requests in progress at once; past it 503 overloaded before the body is read.") var bulkRequestsMax = APIConfiguration().bulkRequestsMax
-    @Option(help: "Set the open-file (descriptor) limit to exactly this (default: raise the soft limit as far as the connection caps need, up to the hard limit).") var openFilesMax: Int?
+    @Option(help: "Bulk intake requests in progress at once; past it 503 overloaded before the body is read.") var bulkRequestsMax =
+        APIConfiguration().bulkRequestsMax
+    @Option(
+        help:
+            "Set the open-file (descriptor) limit to exactly this (default: raise the soft limit as far as the connection caps need, up to the hard limit)."
+    ) var openFilesMax: Int?
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
     @OptionGroup var database: DatabaseOptions
@@ -48,7 +59,9 @@ struct Serve: AsyncParsableCommand {
         guard (100...60_000).contains(databaseWaitMilliseconds) else { throw ValidationError("--database-wait-milliseconds must be 100...60000") }
         guard (1...1_000_000).contains(clientConnectionsMax) else { throw ValidationError("--client-connections-max must be 1...1000000") }
         guard (1_024...1_048_576).contains(clientHeaderBytesMax) else { throw ValidationError("--client-header-bytes-max must be 1024...1048576") }
-        for (flag, seconds) in [("--client-idle-seconds", clientIdleSeconds), ("--client-head-seconds", clientHeadSeconds), ("--client-body-seconds", clientBodySeconds)] {
+        for (flag, seconds) in [
+            ("--client-idle-seconds", clientIdleSeconds), ("--client-head-seconds", clientHeadSeconds), ("--client-body-seconds", clientBodySeconds),
+        ] {
             guard seconds >= 0.1 && seconds <= 3_600 else { throw ValidationError("\(flag) must be 0.1...3600") }
         }
         guard (0...1_000_000).contains(longPollsMax) else { throw ValidationError("--long-polls-max must be 0...1000000") }
@@ -111,7 +124,8 @@ extension Serve {
         case (nil, true): return .open
         case (_?, true): throw CommandError("--no-auth contradicts BOXOFFICE_PRODUCER_TOKEN/BOXOFFICE_ADMIN_TOKEN being set: drop one")
         case (nil, false):
-            throw CommandError("""
+            throw CommandError(
+                """
                 no access tokens: set BOXOFFICE_PRODUCER_TOKEN and BOXOFFICE_ADMIN_TOKEN (e.g. $(openssl rand -hex 24) each), \
                 or pass --no-auth to serve without them
                 """)

@@ -16,10 +16,20 @@ struct Work: AsyncParsableCommand {
 
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
     @Option(help: "Milliseconds to sleep when idle before looking again without a notification.") var pollMilliseconds = 250
-    @Option(help: "Milliseconds to let a batch fill after a small one (fewer than 64 intents) before claiming again: fewer, larger transactions while intake trickles in; 0 claims at once.") var lingerMilliseconds = 5
-    @Option(help: "Failures in a row of an event's batch, at one claim size, before its claims are halved (down to 1) and, at 1, before that intent is quarantined. Only failures the batch may cause count (data errors, statement timeouts).") var quarantineFailures = AllocationWorker.Configuration().failuresPerClaimSize
-    @Option(help: "Seconds an event must have been failing before a lone intent is quarantined for statement timeouts (a stalled database must not reject a healthy buyer).") var quarantineTimeoutSeconds = Int(AllocationWorker.Configuration().timeoutQuarantineAfter.components.seconds)
-    @Option(help: "Intents of one event this worker quarantines at most; past it the event's failures are backed off and logged as errors.") var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
+    @Option(
+        help:
+            "Milliseconds to let a batch fill after a small one (fewer than 64 intents) before claiming again: fewer, larger transactions while intake trickles in; 0 claims at once."
+    ) var lingerMilliseconds = 5
+    @Option(
+        help:
+            "Failures in a row of an event's batch, at one claim size, before its claims are halved (down to 1) and, at 1, before that intent is quarantined. Only failures the batch may cause count (data errors, statement timeouts)."
+    ) var quarantineFailures = AllocationWorker.Configuration().failuresPerClaimSize
+    @Option(
+        help:
+            "Seconds an event must have been failing before a lone intent is quarantined for statement timeouts (a stalled database must not reject a healthy buyer)."
+    ) var quarantineTimeoutSeconds = Int(AllocationWorker.Configuration().timeoutQuarantineAfter.components.seconds)
+    @Option(help: "Intents of one event this worker quarantines at most; past it the event's failures are backed off and logged as errors.")
+    var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
     @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Option(help: .hidden) var parentPid: Int32?
     @OptionGroup var database: DatabaseOptions
@@ -54,9 +64,10 @@ struct Work: AsyncParsableCommand {
         var services: [any Service] = [StoreService(store: store), worker]
         if let parentPid { services.append(ParentWatch(parentPID: parentPid)) }
         logger.info("worker started", metadata: ["batch_size": "\(batchSize)", "database": "\(databaseConfiguration)"])
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

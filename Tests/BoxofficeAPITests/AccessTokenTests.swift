@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BoxofficeAPI
 
 /// The start-up rule for bearer tokens: generated tokens pass, placeholders and patterned ones do not.

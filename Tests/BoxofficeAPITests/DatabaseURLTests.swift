@@ -62,8 +62,9 @@ struct DatabaseURLTests {
         #expect(urlWins.sslMode == .disable)
         let libpqOnly = try #require(try DatabaseConfiguration.fromEnvironment(["PGHOST": "db.example.com"].merging(environment) { $1 }))
         #expect(libpqOnly.sslMode == .verifyFull && libpqOnly.sslRootCert == ca.file)
-        let viaURLVariable = try #require(try DatabaseConfiguration.fromEnvironment(
-            ["DATABASE_URL": "postgres://u@db.example.com/x", "PGSSLMODE": "require"]))
+        let viaURLVariable = try #require(
+            try DatabaseConfiguration.fromEnvironment(
+                ["DATABASE_URL": "postgres://u@db.example.com/x", "PGSSLMODE": "require"]))
         #expect(viaURLVariable.sslMode == .require)
     }
 
@@ -75,8 +76,9 @@ struct DatabaseURLTests {
             ("postgres://u@h/x", ["PGSSLMODE": "on"], "PGSSLMODE"),
         ] {
             let text = try #require(message { _ = try DatabaseConfiguration(url: url, environment: environment) }, "\(url) accepted")
-            #expect(text.contains("unknown sslmode") && text.contains(source)
-                && text.contains("disable, allow, prefer, require, verify-ca, verify-full"), "\(text)")
+            #expect(
+                text.contains("unknown sslmode") && text.contains(source)
+                    && text.contains("disable, allow, prefer, require, verify-ca, verify-full"), "\(text)")
         }
         let variables = message { _ = try DatabaseConfiguration.fromEnvironment(["PGHOST": "h", "PGSSLMODE": "strict"]) }
         #expect(variables?.contains("unknown sslmode \"strict\"") == true, "\(variables ?? "accepted")")

@@ -2,6 +2,7 @@ import BoxofficeStore
 import Foundation
 import Hummingbird
 import Testing
+
 @testable import BoxofficeAPI
 
 /// The intake parser against Foundation's `JSONDecoder` (what intake used before) as the oracle: same values where both
@@ -26,33 +27,44 @@ struct JSONTests {
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.singleValueContainer()
-            if container.decodeNil() { value = .null }
-            else if let flag = try? container.decode(Bool.self) { value = .bool(flag) }
-            else if let number = try? container.decode(Double.self) { value = .number(JSONNumber(number)) }
-            else if let text = try? container.decode(String.self) { value = .string(text) }
-            else if let items = try? container.decode([Oracle].self) { value = .array(items.map(\.value)) }
-            else { value = .object(try container.decode([String: Oracle].self).mapValues(\.value)) }
+            if container.decodeNil() {
+                value = .null
+            } else if let flag = try? container.decode(Bool.self) {
+                value = .bool(flag)
+            } else if let number = try? container.decode(Double.self) {
+                value = .number(JSONNumber(number))
+            } else if let text = try? container.decode(String.self) {
+                value = .string(text)
+            } else if let items = try? container.decode([Oracle].self) {
+                value = .array(items.map(\.value))
+            } else {
+                value = .object(try container.decode([String: Oracle].self).mapValues(\.value))
+            }
         }
     }
 
-    @Test("valid documents parse to the values Foundation reads", arguments: [
-        #"{"customer": "c-1", "quantity": 2}"#,
-        #"  {"customer":"ünïcødé ✓ 🎟","quantity":1,"seats":["A-1-1","A-1-2"]}  "#,
-        #"{"a": [1, -0, 0.5, -12.25e3, 1E-2, 123456789012345678, 9007199254740993], "b": {"c": [true, false, null]}}"#,
-        #"{"escapes": "quote \" backslash \\ slash \/ \b\f\n\r\t \u00e9 \uD83C\uDF9F \u0000"}"#,
-        #"[]"#, #"{}"#, #"[[[]]]"#, #""text""#, "0", "-1", "1.5", "true", "null",
-    ])
+    @Test(
+        "valid documents parse to the values Foundation reads",
+        arguments: [
+            #"{"customer": "c-1", "quantity": 2}"#,
+            #"  {"customer":"ünïcødé ✓ 🎟","quantity":1,"seats":["A-1-1","A-1-2"]}  "#,
+            #"{"a": [1, -0, 0.5, -12.25e3, 1E-2, 123456789012345678, 9007199254740993], "b": {"c": [true, false, null]}}"#,
+            #"{"escapes": "quote \" backslash \\ slash \/ \b\f\n\r\t \u00e9 \uD83C\uDF9F \u0000"}"#,
+            #"[]"#, #"{}"#, #"[[[]]]"#, #""text""#, "0", "-1", "1.5", "true", "null",
+        ])
     func valid(_ text: String) throws {
         let expected = try #require(oracle(text))
         #expect(try parse(text).get() == expected)
     }
 
-    @Test("malformed documents are refused, with the byte where they went wrong", arguments: [
-        ("", 0), ("   ", 3), ("{", 1), (#"{"a" 1}"#, 5), (#"{"a": 1,}"#, 8), ("[1,]", 3), ("[1 2]", 3),
-        (#"{"a": 01}"#, 7), ("-", 1), ("1.", 2), ("1e", 2), (".5", 0), ("+1", 0), ("NaN", 0), ("tru", 0),
-        (#""open"#, 5), ("\"tab\there\"", 4), (#""\x""#, 1), (#""\u12""#, 3), (#""\uD800""#, 1),
-        (#""\uDC00 alone""#, 1), (#"{"a": 1} extra"#, 9), (#"{a: 1}"#, 1), ("1e400", 0), (#"[1] [2]"#, 4),
-    ])
+    @Test(
+        "malformed documents are refused, with the byte where they went wrong",
+        arguments: [
+            ("", 0), ("   ", 3), ("{", 1), (#"{"a" 1}"#, 5), (#"{"a": 1,}"#, 8), ("[1,]", 3), ("[1 2]", 3),
+            (#"{"a": 01}"#, 7), ("-", 1), ("1.", 2), ("1e", 2), (".5", 0), ("+1", 0), ("NaN", 0), ("tru", 0),
+            (#""open"#, 5), ("\"tab\there\"", 4), (#""\x""#, 1), (#""\u12""#, 3), (#""\uD800""#, 1),
+            (#""\uDC00 alone""#, 1), (#"{"a": 1} extra"#, 9), (#"{a: 1}"#, 1), ("1e400", 0), (#"[1] [2]"#, 4),
+        ])
     func malformed(_ text: String, offset: Int) {
         // Foundation's decoder accepts trailing commas; RFC 8259 (and this parser) does not.
         #expect(oracle(text) == nil || text.hasSuffix(",]") || text.hasSuffix(",}"), "Foundation accepts \(text)")

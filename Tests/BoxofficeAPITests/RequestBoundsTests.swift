@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import BoxofficeAPI
 
 /// Request validation without a server: integer fields are integer literals, bulk bodies are counted while parsed.
@@ -10,9 +11,11 @@ struct RequestBoundsTests {
         return try JSONObject(value, allowed: ["quantity"])
     }
 
-    @Test("quantities accept integer literals only: fractions, exponents and near-integers through a Double are refused", arguments: [
-        "10.0000000000000001", "1.9999999999999999", "2.0", "2e0", "0.2e1", "20E-1", "9223372036854775807", "-1", "0", "11", "\"2\"",
-    ])
+    @Test(
+        "quantities accept integer literals only: fractions, exponents and near-integers through a Double are refused",
+        arguments: [
+            "10.0000000000000001", "1.9999999999999999", "2.0", "2e0", "0.2e1", "20E-1", "9223372036854775807", "-1", "0", "11", "\"2\"",
+        ])
     func refusedQuantities(_ literal: String) throws {
         #expect(throws: APIError.self) { try object(#"{"quantity": \#(literal)}"#).integer("quantity", in: 1...10) }
     }
@@ -31,7 +34,10 @@ struct RequestBoundsTests {
         }
         let exact = "[" + Array(repeating: "1", count: 1_000).joined(separator: ",") + "]"
         let parsed = try Array(exact.utf8).withUnsafeBytes { raw in try JSONValue.parse(raw, what: "the body", topLevelItemsMax: 1_000) }
-        guard case .array(let items) = parsed else { Issue.record("not an array"); return }
+        guard case .array(let items) = parsed else {
+            Issue.record("not an array")
+            return
+        }
         #expect(items.count == 1_000)
         // Nested arrays are not top-level items.
         let nested = "[[" + Array(repeating: "1", count: 5_000).joined(separator: ",") + "]]"

@@ -5,6 +5,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Testing
+
 @testable import BoxofficeAPI
 
 /// Request validation as pure functions: parsed input in, a typed request or the error README.md
@@ -79,35 +80,39 @@ struct ValidationTests {
         #expect(try draft(#"{"customer": "  c-42 ", "quantity": 1}"#).customer == "c-42")
     }
 
-    @Test("an intake body that asks for something impossible is refused with the code README.md names", arguments: [
-        (#"{"customer": "c", "quantity": 11}"#, "invalid_request", "quantity must be between 1 and 10"),
-        (#"{"customer": "c", "quantity": 0}"#, "invalid_request", "quantity must be between 1 and 10"),
-        (#"{"customer": "c", "quantity": 2.0}"#, "invalid_request", "quantity must be an integer"),
-        (#"{"customer": "c", "quantity": 10.0000000000000001}"#, "invalid_request", "quantity must be an integer"),
-        (#"{"customer": "c", "quantity": "2"}"#, "invalid_request", "quantity must be an integer"),
-        (#"{"customer": "c"}"#, "invalid_request", "quantity is required"),
-        (#"{"quantity": 1}"#, "invalid_request", "customer is required"),
-        (#"{"customer": "   ", "quantity": 1}"#, "invalid_request", "customer must be 1 to 128 printable characters"),
-        (#"{"customer": 5, "quantity": 1}"#, "invalid_request", "customer must be a string, got a number"),
-        (#"{"customer": "c", "seats": ["A-1-1"]}"#, "invalid_request", "this event is general admission: it has no seats to name"),
-        (#"{"customer": "c", "quantity": 1, "section": "A"}"#, "invalid_request", "this event is general admission: it has no sections"),
-    ])
+    @Test(
+        "an intake body that asks for something impossible is refused with the code README.md names",
+        arguments: [
+            (#"{"customer": "c", "quantity": 11}"#, "invalid_request", "quantity must be between 1 and 10"),
+            (#"{"customer": "c", "quantity": 0}"#, "invalid_request", "quantity must be between 1 and 10"),
+            (#"{"customer": "c", "quantity": 2.0}"#, "invalid_request", "quantity must be an integer"),
+            (#"{"customer": "c", "quantity": 10.0000000000000001}"#, "invalid_request", "quantity must be an integer"),
+            (#"{"customer": "c", "quantity": "2"}"#, "invalid_request", "quantity must be an integer"),
+            (#"{"customer": "c"}"#, "invalid_request", "quantity is required"),
+            (#"{"quantity": 1}"#, "invalid_request", "customer is required"),
+            (#"{"customer": "   ", "quantity": 1}"#, "invalid_request", "customer must be 1 to 128 printable characters"),
+            (#"{"customer": 5, "quantity": 1}"#, "invalid_request", "customer must be a string, got a number"),
+            (#"{"customer": "c", "seats": ["A-1-1"]}"#, "invalid_request", "this event is general admission: it has no seats to name"),
+            (#"{"customer": "c", "quantity": 1, "section": "A"}"#, "invalid_request", "this event is general admission: it has no sections"),
+        ])
     func refusedOnGeneralAdmission(_ text: String, code: String, message: String) {
         let error = refusal { try draft(text) }
         #expect(error?.status == .unprocessableContent && error?.code == code, "\(text)")
         #expect(error?.message.hasPrefix(message) == true, "\(text): \(error?.message ?? "accepted")")
     }
 
-    @Test("on a seat map, unknown seats and sections are named, and contradictions refused", arguments: [
-        (#"{"customer": "c", "seats": ["C-1-1"]}"#, "unknown_seat", "seat C-1-1 does not exist in this event"),
-        (#"{"customer": "c", "seats": ["A-4-1"]}"#, "unknown_seat", "seat A-4-1 does not exist in this event"),
-        (#"{"customer": "c", "quantity": 1, "section": "Z"}"#, "unknown_section", "section Z does not exist in this event"),
-        (#"{"customer": "c", "seats": ["A-1-1"], "section": "A"}"#, "invalid_request", "give either section or seats, not both"),
-        (#"{"customer": "c", "quantity": 3, "seats": ["A-1-1"]}"#, "invalid_request", "quantity 3 does not match the 1 seats named"),
-        (#"{"customer": "c", "seats": ["A-1-1", "A-1-1"]}"#, "invalid_request", "seat A-1-1 is listed twice"),
-        (#"{"customer": "c", "seats": ["front row"]}"#, "invalid_request", "seats must be labels like A-3-17"),
-        (#"{"customer": "c", "seats": []}"#, "invalid_request", "seats must hold 1 to 10 items"),
-    ])
+    @Test(
+        "on a seat map, unknown seats and sections are named, and contradictions refused",
+        arguments: [
+            (#"{"customer": "c", "seats": ["C-1-1"]}"#, "unknown_seat", "seat C-1-1 does not exist in this event"),
+            (#"{"customer": "c", "seats": ["A-4-1"]}"#, "unknown_seat", "seat A-4-1 does not exist in this event"),
+            (#"{"customer": "c", "quantity": 1, "section": "Z"}"#, "unknown_section", "section Z does not exist in this event"),
+            (#"{"customer": "c", "seats": ["A-1-1"], "section": "A"}"#, "invalid_request", "give either section or seats, not both"),
+            (#"{"customer": "c", "quantity": 3, "seats": ["A-1-1"]}"#, "invalid_request", "quantity 3 does not match the 1 seats named"),
+            (#"{"customer": "c", "seats": ["A-1-1", "A-1-1"]}"#, "invalid_request", "seat A-1-1 is listed twice"),
+            (#"{"customer": "c", "seats": ["front row"]}"#, "invalid_request", "seats must be labels like A-3-17"),
+            (#"{"customer": "c", "seats": []}"#, "invalid_request", "seats must hold 1 to 10 items"),
+        ])
     func refusedOnSeatMap(_ text: String, code: String, message: String) {
         let error = refusal { try draft(text, layout: seatMap) }
         #expect(error?.status == .unprocessableContent && error?.code == code, "\(text)")
@@ -134,8 +139,10 @@ struct ValidationTests {
             (#"{"name": "X"}"#, "give either capacity"),
             (#"{"capacity": 10}"#, "name is required"),
             (#"{"name": "X", "capacity": 0}"#, "capacity must be between 1 and"),
-            (#"{"name": "X", "sections": [{"name": "A", "rows": 1, "seats_per_row": 1}, {"name": "A", "rows": 1, "seats_per_row": 1}]}"#,
-             "section A is listed twice"),
+            (
+                #"{"name": "X", "sections": [{"name": "A", "rows": 1, "seats_per_row": 1}, {"name": "A", "rows": 1, "seats_per_row": 1}]}"#,
+                "section A is listed twice"
+            ),
             (#"{"name": "X", "sections": [{"name": "A B", "rows": 1, "seats_per_row": 1}]}"#, "section name A B must be"),
             (#"{"name": "X", "sections": [{"name": "A", "rows": 1, "seats_per_row": 1, "aisle": 3}]}"#, "unknown field(s) in a section: aisle"),
             (#"{"name": "X", "sections": [7]}"#, "each of sections must be an object"),
@@ -172,7 +179,8 @@ struct ValidationTests {
 
     @Test("bulk items are refused alone, and the answer pairs each item with its own outcome in request order")
     func bulkItems() throws {
-        let values = try bulk("""
+        let values = try bulk(
+            """
             {"customer": "a", "quantity": 1, "idempotency_key": "k-1"}
             {"customer": "b", "quantity": 99}
             {"customer": "c", "quantity": 1, "idempotency_key": "bad key"}
@@ -191,7 +199,8 @@ struct ValidationTests {
         #expect(key.code == "invalid_idempotency_key" && key.message.hasPrefix("idempotency_key must be"))
         #expect(notObject.code == "invalid_request")
 
-        let first = UUID(), second = UUID()
+        let first = UUID()
+        let second = UUID()
         let body = BulkBody(items: items, written: [.replayed(first), .accepted(second)])
         #expect(body.results.map(\.index) == [0, 1, 2, 3, 4])
         var json = JSONWriter()
@@ -226,20 +235,23 @@ struct RouteTableTests {
     func table() throws -> RouteTable {
         let logger = Logger(label: "test")
         let store = Store(configuration: DatabaseConfiguration(host: "127.0.0.1", username: "nobody", database: "none"), logger: logger)
-        return RouteTable.api(store: store, groupCommit: IntakeGroupCommit(store: store, logger: logger),
-                              watcher: OutcomeWatcher(store: store, logger: logger), configuration: APIConfiguration())
+        return RouteTable.api(
+            store: store, groupCommit: IntakeGroupCommit(store: store, logger: logger),
+            watcher: OutcomeWatcher(store: store, logger: logger), configuration: APIConfiguration())
     }
 
     @Test("the 405 guard's table is every route's path with its methods, HEAD beside each GET")
     func allowedMethods() throws {
         let allowed = try table().allowedMethods
-        #expect(allowed.map(\.path) == [
-            "/health", "/ready", "/openapi.json", "/events", "/events/:event",
-            "/events/:event/intents", "/events/:event/intents/batch", "/intents/:intent",
-        ])
-        #expect(allowed.map(\.methods) == [
-            [.get, .head], [.get, .head], [.get, .head], [.post], [.get, .head], [.post], [.post], [.get, .head],
-        ])
+        #expect(
+            allowed.map(\.path) == [
+                "/health", "/ready", "/openapi.json", "/events", "/events/:event",
+                "/events/:event/intents", "/events/:event/intents/batch", "/intents/:intent",
+            ])
+        #expect(
+            allowed.map(\.methods) == [
+                [.get, .head], [.get, .head], [.get, .head], [.post], [.get, .head], [.post], [.post], [.get, .head],
+            ])
     }
 
     @Test("writes need a role, reads need none")

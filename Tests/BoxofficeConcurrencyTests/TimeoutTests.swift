@@ -53,7 +53,10 @@ struct TimeoutTests {
         #expect(ContinuousClock.now - started < .seconds(1), "a remembered ring must not wait")
 
         started = .now
-        async let ringer: Void = { try? await Task.sleep(for: .milliseconds(50)); bell.ring() }()
+        async let ringer: Void = {
+            try? await Task.sleep(for: .milliseconds(50))
+            bell.ring()
+        }()
         await bell.wait(timeout: .seconds(30))
         waited = ContinuousClock.now - started
         await ringer

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import BoxofficeCore
 
 /// Hand-worked cases: each pins one rule of the allocator on a seat map small enough to check by eye.
@@ -241,13 +242,15 @@ struct SeatLabelTests {
         }
     }
 
-    @Test("SeatLabel(parsing:) rejects malformed labels", arguments: [
-        "A-0-1", "A-1-0", "A-1", "A-1-1-1", "-1-1", "A-x-1", "A-1-", "A--1-1", "A-1--1", "", "A", "--",
-        "A-1-1 ", " A-1-1", "A B-1-1", "A.1-1-1", "Ä-1-1", "A-1.5-1", "A-1-9999999", "A-1-1e2",
-        "ABCDEFGHIJKLMNOPQ-1-1", String(repeating: "x", count: 40) + "-1-1",
-        // One spelling per seat: no sign, no leading zero.
-        "A-+1-1", "A-01-1", "A-000001-1", "A-1-+5", "A-1-05",
-    ])
+    @Test(
+        "SeatLabel(parsing:) rejects malformed labels",
+        arguments: [
+            "A-0-1", "A-1-0", "A-1", "A-1-1-1", "-1-1", "A-x-1", "A-1-", "A--1-1", "A-1--1", "", "A", "--",
+            "A-1-1 ", " A-1-1", "A B-1-1", "A.1-1-1", "Ä-1-1", "A-1.5-1", "A-1-9999999", "A-1-1e2",
+            "ABCDEFGHIJKLMNOPQ-1-1", String(repeating: "x", count: 40) + "-1-1",
+            // One spelling per seat: no sign, no leading zero.
+            "A-+1-1", "A-01-1", "A-000001-1", "A-1-+5", "A-1-05",
+        ])
     func rejectsMalformed(_ text: String) {
         #expect(SeatLabel(parsing: text) == nil)
     }

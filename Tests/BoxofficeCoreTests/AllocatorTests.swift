@@ -1,4 +1,5 @@
 import Testing
+
 @testable import BoxofficeCore
 
 // Long on purpose: one property per rule of the allocator (general admission, sections, exact seats,
@@ -46,7 +47,9 @@ struct AllocatorPropertyTests {
 
     // MARK: 2. Seat maps: safety and accounting
 
-    @Test("Seat map: no seat sold twice or while taken; each confirmation is exactly what was asked; available and changedRows account for exactly the seats sold")
+    @Test(
+        "Seat map: no seat sold twice or while taken; each confirmation is exactly what was asked; available and changedRows account for exactly the seats sold"
+    )
     func seatMapSafetyAndAccounting() {
         Property.forAll(salt: 2) { c in
             let scenario = SeatMapScenario.random(&c.rng)
@@ -58,10 +61,13 @@ struct AllocatorPropertyTests {
                 guard case .confirmed(let quantity, let seats) = step.outcome else { continue }
                 let what = "#\(step.index) \(step.request) -> \(seats)"
                 let asked = step.request.quantity
-                c.expect(quantity == asked && seats.count == asked, "\(what): confirmed quantity \(quantity), \(seats.count) seats, asked \(asked)\n\(scenario)")
+                c.expect(
+                    quantity == asked && seats.count == asked,
+                    "\(what): confirmed quantity \(quantity), \(seats.count) seats, asked \(asked)\n\(scenario)")
                 for seat in seats {
                     c.expect(scenario.initial.exists(seat), "\(what): \(seat) is not in the layout\n\(scenario)")
-                    c.expect(!scenario.initial.exists(seat) || scenario.initial.isFree(seat), "\(what): \(seat) was taken before the batch\n\(scenario)")
+                    c.expect(
+                        !scenario.initial.exists(seat) || scenario.initial.isFree(seat), "\(what): \(seat) was taken before the batch\n\(scenario)")
                     if let earlier = soldTo[seat] {
                         c.expect(false, "\(what): \(seat) already sold to #\(earlier)\n\(scenario)")
                     } else {
@@ -81,9 +87,13 @@ struct AllocatorPropertyTests {
             // Accounting, all recomputed from the model and from the raw taken bits.
             let initialFree = scenario.initial.freeCount
             let sold = run.outcomes.reduce(0) { $0 + $1.seats.count }
-            c.expect(run.initialAvailable == initialFree, "inventory loaded with \(run.initialAvailable) available, model has \(initialFree) free\n\(scenario)")
+            c.expect(
+                run.initialAvailable == initialFree,
+                "inventory loaded with \(run.initialAvailable) available, model has \(initialFree) free\n\(scenario)")
             c.expect(sold <= initialFree, "sold \(sold) of \(initialFree) free\n\(scenario)")
-            c.expect(run.inventory.available == initialFree - sold, "available \(run.inventory.available) after selling \(sold) of \(initialFree)\n\(scenario)")
+            c.expect(
+                run.inventory.available == initialFree - sold,
+                "available \(run.inventory.available) after selling \(sold) of \(initialFree)\n\(scenario)")
             let freeBits = run.inventory.rows.reduce(0) { $0 + $1.taken.lazy.filter { !$0 }.count }
             c.expect(run.inventory.available == freeBits, "available \(run.inventory.available) but rows hold \(freeBits) free seats\n\(scenario)")
 
@@ -109,7 +119,9 @@ struct AllocatorPropertyTests {
             c.expect(newlyTaken == Set(soldTo.keys), "newly taken \(newlyTaken.sorted()) but confirmed \(soldTo.keys.sorted())\n\(scenario)")
             let changed = run.inventory.changedRows.map { RowKey($0) }
             c.expect(Set(changed) == differing, "changedRows \(changed.sorted()) but rows with new seats \(differing.sorted())\n\(scenario)")
-            c.expect(changed == changed.sorted() && Set(changed).count == changed.count, "changedRows not in stable order or repeated: \(changed)\n\(scenario)")
+            c.expect(
+                changed == changed.sorted() && Set(changed).count == changed.count,
+                "changedRows not in stable order or repeated: \(changed)\n\(scenario)")
             for row in run.inventory.changedRows {
                 let free = row.taken.lazy.filter { !$0 }.count
                 c.expect(row.free == free, "changed row \(RowKey(row)) says \(row.free) free, holds \(free)\n\(scenario)")
@@ -191,7 +203,9 @@ struct AllocatorPropertyTests {
 
     // MARK: 4. Adjacency
 
-    @Test("Adjacency: when a row in scope has enough adjacent free seats, the party sits together in the front-most such row (first section first), nearest the row's centre")
+    @Test(
+        "Adjacency: when a row in scope has enough adjacent free seats, the party sits together in the front-most such row (first section first), nearest the row's centre"
+    )
     func adjacency() {
         var together = 0
         Property.forAll(salt: 5) { c in
@@ -199,7 +213,7 @@ struct AllocatorPropertyTests {
             let run = SeatMapRun(scenario, rng: &c.rng)
             for step in run.steps where step.outcome.isConfirmed {
                 guard let (quantity, scope) = bestAvailableScope(step.request, in: step.before),
-                      let target = step.before.firstRowWithBlock(length: quantity, inSections: scope)
+                    let target = step.before.firstRowWithBlock(length: quantity, inSections: scope)
                 else { continue }
                 together += 1
                 let seats = step.outcome.seats
@@ -207,7 +221,9 @@ struct AllocatorPropertyTests {
                 let what = "#\(step.index) \(step.request) -> \(seats)"
                 let picture = "seats before it:\n\(step.before)\n\(scenario)"
                 let inTargetRow = seats.allSatisfy { $0.section == section.name && $0.row == target.row }
-                c.expect(inTargetRow, "\(what): expected \(section.name) row \(target.row), the front-most row with \(quantity) adjacent free seats\n\(picture)")
+                c.expect(
+                    inTargetRow,
+                    "\(what): expected \(section.name) row \(target.row), the front-most row with \(quantity) adjacent free seats\n\(picture)")
                 let numbers = seats.map(\.seat).sorted()
                 let consecutive = numbers.count == quantity && numbers == Array(numbers[0]..<(numbers[0] + quantity))
                 c.expect(consecutive, "\(what): seats not adjacent\n\(picture)")
@@ -236,7 +252,7 @@ struct AllocatorPropertyTests {
             let run = SeatMapRun(scenario, rng: &c.rng)
             for step in run.steps where step.outcome.isConfirmed {
                 guard let (quantity, scope) = bestAvailableScope(step.request, in: step.before),
-                      step.before.firstRowWithBlock(length: quantity, inSections: scope) == nil
+                    step.before.firstRowWithBlock(length: quantity, inSections: scope) == nil
                 else { continue }
                 scattered += 1
                 let single = scope.first { step.before.freeCount(inSections: [$0]) >= quantity }
@@ -256,7 +272,9 @@ struct AllocatorPropertyTests {
 
     // MARK: 5. Exact seats
 
-    @Test("Exact seats are all or nothing: a taken, sold-out-row, unknown or repeated seat refuses the whole request as seatsUnavailable and changes nothing")
+    @Test(
+        "Exact seats are all or nothing: a taken, sold-out-row, unknown or repeated seat refuses the whole request as seatsUnavailable and changes nothing"
+    )
     func exactSeatsAllOrNothing() {
         var refused = 0
         var inAbsentRows = 0
@@ -314,8 +332,8 @@ struct AllocatorPropertyTests {
     func batchEqualsOneAtATime() {
         Property.forAll(salt: 8, cases: 150) { c in
             let scenario = SeatMapScenario.random(&c.rng)
-            let run = SeatMapRun(scenario, rng: &c.rng) // rows loaded shuffled
-            var sequential = scenario.initial.makeInventory() // rows loaded sorted
+            let run = SeatMapRun(scenario, rng: &c.rng)  // rows loaded shuffled
+            var sequential = scenario.initial.makeInventory()  // rows loaded sorted
             let outcomes = scenario.batch.flatMap { Allocator.allocate([$0], from: &sequential) }
             c.expect(outcomes == run.outcomes, "batch \(run.outcomes) but one at a time \(outcomes)\n\(scenario)")
             c.expect(InventorySnapshot(sequential) == InventorySnapshot(run.inventory), "inventories differ after the same decisions\n\(scenario)")

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import BoxofficeCore
 
 #if canImport(Glibc)
@@ -91,8 +92,8 @@ struct SeatGrid: Equatable, CustomStringConvertible {
     /// Zero-based coordinates of `label`, or nil when the layout has no such seat.
     func position(of label: SeatLabel) -> (section: Int, row: Int, seat: Int)? {
         guard let s = sectionIndex(named: label.section),
-              (1...sections[s].rows).contains(label.row),
-              (1...sections[s].seatsPerRow).contains(label.seat)
+            (1...sections[s].rows).contains(label.row),
+            (1...sections[s].seatsPerRow).contains(label.seat)
         else { return nil }
         return (s, label.row - 1, label.seat - 1)
     }
@@ -357,7 +358,7 @@ struct SeatMapRun {
     init(_ scenario: SeatMapScenario, rng: inout SplitMix64) {
         self.scenario = scenario
         var rows = scenario.initial.loadedRows()
-        rng.shuffle(&rows) // `Inventory` documents that rows may come in any order.
+        rng.shuffle(&rows)  // `Inventory` documents that rows may come in any order.
         var inventory = Inventory(sections: scenario.sections, rows: rows)
         initialAvailable = inventory.available
         outcomes = Allocator.allocate(scenario.batch, from: &inventory)

@@ -31,13 +31,17 @@ extension IntegrationTests {
             }
         }
 
-        @Test("Two API processes: one Idempotency-Key across both makes one intent; SIGTERM drains in-flight intake and exits 0; after a restart the key still replays, and another body with it is refused")
+        @Test(
+            "Two API processes: one Idempotency-Key across both makes one intent; SIGTERM drains in-flight intake and exits 0; after a restart the key still replays, and another body with it is refused"
+        )
         func idempotencyAcrossProcessesAndShutdown() async throws {
             try await withLiveAPI { base in
                 let event = try await base.createGeneralAdmission(100_000)
                 let producer = AccessControl.randomToken()
-                let servers = try [Server(base, producer: producer, admin: AccessControl.randomToken()),
-                                   Server(base, producer: producer, admin: AccessControl.randomToken())]
+                let servers = try [
+                    Server(base, producer: producer, admin: AccessControl.randomToken()),
+                    Server(base, producer: producer, admin: AccessControl.randomToken()),
+                ]
                 for server in servers { try await server.start() }
                 let auth = ("Authorization", "Bearer \(producer)")
                 let body = #"{"customer": "c-1", "quantity": 1}"#
@@ -63,7 +67,8 @@ extension IntegrationTests {
                         for index in 0..<64 {
                             group.addTask {
                                 let key = "drain-\(index)"
-                                let reply = try? await servers[0].api.post("/events/\(event)/intents", body, headers: [auth, ("Idempotency-Key", key)])
+                                let reply = try? await servers[0].api.post(
+                                    "/events/\(event)/intents", body, headers: [auth, ("Idempotency-Key", key)])
                                 return (key, reply?.status)
                             }
                         }
@@ -75,9 +80,13 @@ extension IntegrationTests {
                 #expect(codes == [0], "the API must exit 0 on SIGTERM: \(codes)\n\(workerLogTail())")
                 let drained = await inFlight.value
                 #expect(drained.allSatisfy { [202, 503, nil].contains($0.1) }, "\(Set(drained.map { $0.1 ?? -1 }))")
-                print("api SIGTERM drain: \(drained.filter { $0.1 == 202 }.count) accepted, \(drained.filter { $0.1 == 503 }.count) answered 503, \(drained.filter { $0.1 == nil }.count) refused at connect")
+                print(
+                    "api SIGTERM drain: \(drained.filter { $0.1 == 202 }.count) accepted, \(drained.filter { $0.1 == 503 }.count) answered 503, \(drained.filter { $0.1 == nil }.count) refused at connect"
+                )
                 var committed = Set<String>()
-                for try await key in try await base.store.client.query("SELECT key FROM idempotency_keys").decode(String.self) { committed.insert(key) }
+                for try await key in try await base.store.client.query("SELECT key FROM idempotency_keys").decode(String.self) {
+                    committed.insert(key)
+                }
                 for (key, status) in drained where status == 202 { #expect(committed.contains(key), "202 for \(key), but it was not committed") }
 
                 // A new process still knows the key (it lives in the database, not in memory). It gets a new
@@ -88,8 +97,9 @@ extension IntegrationTests {
                 #expect(replay.status == 202)
                 #expect(replay["id"] == ids.first)
                 #expect(replay.headers.contains { $0.0.lowercased() == "idempotent-replayed" && $0.1 == "true" })
-                let other = try await servers[1].api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#,
-                                                          headers: [auth, ("Idempotency-Key", "shared")])
+                let other = try await servers[1].api.post(
+                    "/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#,
+                    headers: [auth, ("Idempotency-Key", "shared")])
                 #expect(other.status == 422)
                 #expect(other.error == "idempotency_key_reused")
                 for server in [servers[1], restarted] { #expect(await server.process.terminateAll() == [0]) }
@@ -105,8 +115,9 @@ extension IntegrationTests {
                 let server = try Server(base, producer: producer, admin: AccessControl.randomToken())
                 try await server.start()
                 // No worker runs: the intent stays pending, so the long-poll can only end by its timeout or by shutdown.
-                let accepted = try await server.api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 1}"#,
-                                                         headers: [("Authorization", "Bearer \(producer)")])
+                let accepted = try await server.api.post(
+                    "/events/\(event)/intents", #"{"customer": "c-1", "quantity": 1}"#,
+                    headers: [("Authorization", "Bearer \(producer)")])
                 #expect(accepted.status == 202)
                 let id = try #require(accepted["id"])
                 let poll = Task { try await server.api.get("/intents/\(id)?wait=25") }

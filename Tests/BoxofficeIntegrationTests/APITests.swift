@@ -13,7 +13,10 @@ extension IntegrationTests {
                 #expect(ga.status == 201)
                 #expect(ga["kind"] == "general_admission")
                 #expect(ga["capacity"] == "100")
-                let map = try await api.post("/events", #"{"name": "Opera", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}, {"name": "B", "rows": 5, "seats_per_row": 30}]}"#)
+                let map = try await api.post(
+                    "/events",
+                    #"{"name": "Opera", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}, {"name": "B", "rows": 5, "seats_per_row": 30}]}"#
+                )
                 #expect(map.status == 201)
                 #expect(map["capacity"] == "350")
                 let read = try await api.get("/events/\(map["id"] ?? "")")
@@ -44,26 +47,47 @@ extension IntegrationTests {
                     ("fractional quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1.5}"#, 422, "invalid_request"),
                     ("boolean quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": true}"#, 422, "invalid_request"),
                     ("huge quantity", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1e300}"#, 422, "invalid_request"),
-                    ("quantity at Int.max", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 9223372036854775807}"#, 422, "invalid_request"),
-                    ("quantity at Int.min", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": -9223372036854775808}"#, 422, "invalid_request"),
+                    (
+                        "quantity at Int.max", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 9223372036854775807}"#, 422,
+                        "invalid_request"
+                    ),
+                    (
+                        "quantity at Int.min", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": -9223372036854775808}"#, 422,
+                        "invalid_request"
+                    ),
                     ("missing customer", "/events/\(ga)/intents", #"{"quantity": 1}"#, 422, "invalid_request"),
                     ("blank customer", "/events/\(ga)/intents", #"{"customer": "  ", "quantity": 1}"#, 422, "invalid_request"),
                     ("unknown event", "/events/999999/intents", #"{"customer": "c-1", "quantity": 1}"#, 404, "event_not_found"),
                     ("non-numeric event id", "/events/abc/intents", #"{"customer": "c-1", "quantity": 1}"#, 400, "invalid_id"),
                     ("negative event id", "/events/-4/intents", #"{"customer": "c-1", "quantity": 1}"#, 400, "invalid_id"),
                     ("seats on general admission", "/events/\(ga)/intents", #"{"customer": "c-1", "seats": ["A-1-1"]}"#, 422, "invalid_request"),
-                    ("section on general admission", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1, "section": "A"}"#, 422, "invalid_request"),
+                    (
+                        "section on general admission", "/events/\(ga)/intents", #"{"customer": "c-1", "quantity": 1, "section": "A"}"#, 422,
+                        "invalid_request"
+                    ),
                     ("unknown seat label", "/events/\(seatMap)/intents", #"{"customer": "c-1", "seats": ["A-9-1"]}"#, 422, "unknown_seat"),
                     ("malformed seat label", "/events/\(seatMap)/intents", #"{"customer": "c-1", "seats": ["A1"]}"#, 422, "invalid_request"),
                     ("seat listed twice", "/events/\(seatMap)/intents", #"{"customer": "c-1", "seats": ["A-1-1", "A-1-1"]}"#, 422, "invalid_request"),
-                    ("seats and a different quantity", "/events/\(seatMap)/intents", #"{"customer": "c-1", "quantity": 3, "seats": ["A-1-1"]}"#, 422, "invalid_request"),
+                    (
+                        "seats and a different quantity", "/events/\(seatMap)/intents", #"{"customer": "c-1", "quantity": 3, "seats": ["A-1-1"]}"#,
+                        422, "invalid_request"
+                    ),
                     ("unknown section", "/events/\(seatMap)/intents", #"{"customer": "c-1", "quantity": 1, "section": "Z"}"#, 422, "unknown_section"),
                     ("body too large", "/events/\(ga)/intents", oversize, 413, "body_too_large"),
                     ("event without capacity or sections", "/events", #"{"name": "x"}"#, 422, "invalid_request"),
-                    ("event with both", "/events", #"{"name": "x", "capacity": 5, "sections": [{"name": "A", "rows": 1, "seats_per_row": 1}]}"#, 422, "invalid_request"),
+                    (
+                        "event with both", "/events", #"{"name": "x", "capacity": 5, "sections": [{"name": "A", "rows": 1, "seats_per_row": 1}]}"#,
+                        422, "invalid_request"
+                    ),
                     ("event with negative capacity", "/events", #"{"name": "x", "capacity": -5}"#, 422, "invalid_request"),
-                    ("event with a bad section name", "/events", #"{"name": "x", "sections": [{"name": "A-1", "rows": 1, "seats_per_row": 1}]}"#, 422, "invalid_request"),
-                    ("event with zero rows", "/events", #"{"name": "x", "sections": [{"name": "A", "rows": 0, "seats_per_row": 1}]}"#, 422, "invalid_request"),
+                    (
+                        "event with a bad section name", "/events", #"{"name": "x", "sections": [{"name": "A-1", "rows": 1, "seats_per_row": 1}]}"#,
+                        422, "invalid_request"
+                    ),
+                    (
+                        "event with zero rows", "/events", #"{"name": "x", "sections": [{"name": "A", "rows": 0, "seats_per_row": 1}]}"#, 422,
+                        "invalid_request"
+                    ),
                 ]
                 for (name, path, body, status, code) in cases {
                     let reply = try await api.post(path, body ?? "")
@@ -83,7 +107,8 @@ extension IntegrationTests {
                     #expect(reply.status == status, "\(path): got \(reply.status)")
                     #expect(reply.error == code, "\(path): got \(reply.fields)")
                 }
-                let badKey = try await api.post("/events/\(ga)/intents", #"{"customer": "c", "quantity": 1}"#, headers: [("Idempotency-Key", String(repeating: "k", count: 300))])
+                let badKey = try await api.post(
+                    "/events/\(ga)/intents", #"{"customer": "c", "quantity": 1}"#, headers: [("Idempotency-Key", String(repeating: "k", count: 300))])
                 #expect(badKey.status == 400)
                 let badWait = try await api.get("/intents/\(UUID())?wait=999")
                 #expect(badWait.status == 400)
@@ -122,7 +147,8 @@ extension IntegrationTests {
                 let ids = try await withThrowingTaskGroup(of: String?.self) { group in
                     for _ in 0..<50 {
                         group.addTask {
-                            let reply = try await api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#, headers: [("Idempotency-Key", "order-77")])
+                            let reply = try await api.post(
+                                "/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#, headers: [("Idempotency-Key", "order-77")])
                             #expect(reply.status == 202, "got \(reply.status) \(reply.fields)")
                             return reply["id"]
                         }
@@ -134,13 +160,15 @@ extension IntegrationTests {
                 #expect(Set(ids).count == 1)
                 #expect(ids.allSatisfy { $0 != nil })
                 #expect(try await api.count("intents") == 1)
-                let reused = try await api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 3}"#, headers: [("Idempotency-Key", "order-77")])
+                let reused = try await api.post(
+                    "/events/\(event)/intents", #"{"customer": "c-1", "quantity": 3}"#, headers: [("Idempotency-Key", "order-77")])
                 #expect(reused.status == 422)
                 #expect(reused.error == "idempotency_key_reused")
                 #expect(try await api.count("intents") == 1)
                 // The key still finds the intent once it has left the queue for its outcome.
                 _ = try await api.store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
-                let retry = try await api.post("/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#, headers: [("Idempotency-Key", "order-77")])
+                let retry = try await api.post(
+                    "/events/\(event)/intents", #"{"customer": "c-1", "quantity": 2}"#, headers: [("Idempotency-Key", "order-77")])
                 #expect(retry.status == 202)
                 #expect(retry["id"] == ids.first!)
                 #expect(try await api.count("intents") == 0)

@@ -46,8 +46,9 @@ extension IntegrationTests {
                 #expect((try await api.count("events"), try await api.count("intents")) == before, "a refused request wrote something")
 
                 #expect(try await api.post("/events/\(id)/intents", intent, headers: bearer(Self.producer)).status == 202)
-                #expect(try await api.post("/events/\(id)/intents", intent, headers: [("Authorization", "bearer \(Self.admin)")]).status == 202,
-                        "the admin token may enqueue too, and the scheme is case-insensitive")
+                #expect(
+                    try await api.post("/events/\(id)/intents", intent, headers: [("Authorization", "bearer \(Self.admin)")]).status == 202,
+                    "the admin token may enqueue too, and the scheme is case-insensitive")
                 #expect(try await api.get("/events/\(id)").status == 200, "reads need no token")
             }
         }
@@ -71,7 +72,8 @@ extension IntegrationTests {
             for environment in bad {
                 #expect(throws: AccessError.self, "\(environment.keys.sorted())") { try AccessControl.fromEnvironment(environment) }
             }
-            let first = AccessControl.randomToken(), second = AccessControl.randomToken()
+            let first = AccessControl.randomToken()
+            let second = AccessControl.randomToken()
             #expect(first.count == 48 && first != second)
         }
 
@@ -106,7 +108,8 @@ extension IntegrationTests {
                 #expect(results[7]["error"] as? String == "invalid_request")
                 #expect(try await api.count("intents") == 2)
 
-                let retry = try await api.sendJSON(.POST, "/events/\(event)/intents/batch", body: #"[{"customer": "a", "quantity": 2, "idempotency_key": "k-1"}]"#)
+                let retry = try await api.sendJSON(
+                    .POST, "/events/\(event)/intents/batch", body: #"[{"customer": "a", "quantity": 2, "idempotency_key": "k-1"}]"#)
                 let retried = retry.object["results"] as? [[String: Any]] ?? []
                 #expect(retried.first?["id"] as? String == results[0]["id"] as? String && retried.first?["replayed"] as? Bool == true)
                 #expect(try await api.count("intents") == 2)

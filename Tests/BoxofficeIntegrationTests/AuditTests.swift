@@ -17,7 +17,9 @@ extension IntegrationTests {
         /// Four intents of a five-ticket event, two settled and two still queued; the public ids, in arrival order.
         static func halfSettledSale(_ store: Store) async throws -> (EventID, [UUID]) {
             let event = try await store.createEvent(name: "Half", layout: .generalAdmission(capacity: 5))
-            let drafts = (0..<4).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: $0 == 0 ? "k-0" : nil) }
+            let drafts = (0..<4).map {
+                IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: $0 == 0 ? "k-0" : nil)
+            }
             let ids = try await store.enqueue(Array(drafts[..<1])).map(\.publicID) + store.enqueue(Array(drafts[1...])).map(\.publicID)
             #expect(try await store.allocateNextBatch(batchSizeMax: 2) { Allocator.allocate($1, from: &$0) }?.intents == 2)
             // A replay with the same key accepts nothing new.
@@ -32,7 +34,8 @@ extension IntegrationTests {
         /// itself: a batch holding such an intent fails to settle, as a row that always trips the
         /// statement timeout would.
         static func refusePoisonedOutcomes(_ store: Store) async throws {
-            try await store.client.query("""
+            try await store.client.query(
+                """
                 CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
                     IF NEW.customer = 'poison' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
@@ -60,8 +63,10 @@ extension IntegrationTests {
                 try await store.client.query("DELETE FROM outcomes WHERE public_id = \(ids[1])")
                 let report = try await store.audit()
                 let line = report.violations.first { $0.hasPrefix("accepted intents are neither queued nor settled") }
-                #expect(line?.contains("event \(event): accepted 4, queued 2 + decided 1 + quarantined 0; 1 missing: \(ids[1].uuidString.lowercased())") == true,
-                        "\(report.violations)")
+                #expect(
+                    line?.contains("event \(event): accepted 4, queued 2 + decided 1 + quarantined 0; 1 missing: \(ids[1].uuidString.lowercased())")
+                        == true,
+                    "\(report.violations)")
                 #expect(try await store.audit(eventID: event).violations.contains { $0.hasPrefix("accepted intents are neither") })
             }
         }
@@ -74,8 +79,10 @@ extension IntegrationTests {
                 try await store.client.query("DELETE FROM intents WHERE public_id = \(ids[3])")
                 let report = try await store.audit()
                 let line = report.violations.first { $0.hasPrefix("accepted intents are neither queued nor settled") }
-                #expect(line?.contains("event \(event): accepted 4, queued 1 + decided 2 + quarantined 0; 1 missing: \(ids[3].uuidString.lowercased())") == true,
-                        "\(report.violations)")
+                #expect(
+                    line?.contains("event \(event): accepted 4, queued 1 + decided 2 + quarantined 0; 1 missing: \(ids[3].uuidString.lowercased())")
+                        == true,
+                    "\(report.violations)")
                 // Only that check fails: nothing else was touched.
                 #expect(report.violations.count == 1, "\(report.violations)")
             }
@@ -89,15 +96,18 @@ extension IntegrationTests {
                 try await store.migrate(migrations.filter { $0.version <= 2 })
                 let event = try await store.createEvent(name: "Old", layout: .generalAdmission(capacity: 5))
                 // What 0002-era intake and settle wrote: three intents and a key, one of them settled.
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     INSERT INTO intents (public_id, event_id, customer, quantity)
                     SELECT gen_random_uuid(), \(event.id), 'old-' || g, 1 FROM generate_series(1, 3) g
                     """)
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     INSERT INTO idempotency_keys (event_id, key, public_id, fingerprint)
                     SELECT event_id, 'old-key', public_id, customer || chr(31) || '1' || chr(31) || chr(31) FROM intents WHERE customer = 'old-1'
                     """)
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     WITH moved AS (DELETE FROM intents WHERE customer = 'old-1' RETURNING *),
                     sold AS (UPDATE inventory SET sold = 1, available = 4 WHERE event_id = \(event.id))
                     INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
@@ -123,15 +133,24 @@ extension IntegrationTests {
                 let theirs = IntentDraft(eventID: event.id, customer: "bob", request: .anywhere(quantity: 1), idempotencyKey: "same")
                 let first = try await store.enqueue([mine, theirs])
                 #expect(first == [.accepted(mine.publicID), .accepted(theirs.publicID)], "another buyer's key collided")
-                #expect(try await store.enqueue([IntentDraft(eventID: event.id, customer: "alice", request: .anywhere(quantity: 1), idempotencyKey: "same")])
+                #expect(
+                    try await store.enqueue([
+                        IntentDraft(eventID: event.id, customer: "alice", request: .anywhere(quantity: 1), idempotencyKey: "same")
+                    ])
                         == [.replayed(mine.publicID)])
-                #expect(try await store.enqueue([IntentDraft(eventID: event.id, customer: "alice", request: .anywhere(quantity: 2), idempotencyKey: "same")])
+                #expect(
+                    try await store.enqueue([
+                        IntentDraft(eventID: event.id, customer: "alice", request: .anywhere(quantity: 2), idempotencyKey: "same")
+                    ])
                         == [.keyReused(mine.publicID)])
                 let report = try await store.audit()
                 #expect(report.isClean && report.accepted == 2, "\(report.violations)")
 
                 try await store.client.query("UPDATE idempotency_keys SET customer = 'mallory' WHERE public_id = \(theirs.publicID)")
-                #expect(try await store.audit().violations.contains { $0.hasPrefix("an Idempotency-Key's event or customer differs") && $0.contains("mallory") })
+                #expect(
+                    try await store.audit().violations.contains {
+                        $0.hasPrefix("an Idempotency-Key's event or customer differs") && $0.contains("mallory")
+                    })
                 try await store.client.query("UPDATE idempotency_keys SET customer = 'bob' WHERE public_id = \(theirs.publicID)")
                 let other = try await store.createEvent(name: "Other", layout: .generalAdmission(capacity: 5))
                 try await store.client.query("UPDATE idempotency_keys SET event_id = \(other.id) WHERE public_id = \(theirs.publicID)")
@@ -144,11 +163,13 @@ extension IntegrationTests {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 2, seatsPerRow: 4)]))
-                _ = try await store.enqueue((0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                _ = try await store.enqueue(
+                    (0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
                 // Written past intake, with the acceptance record intake would have written: labels that do not parse,
                 // a seat the event does not have, a section it does not have.
                 for (seats, section) in [("'{not-a-seat}'", "NULL"), ("'{Z-1-1}'", "NULL"), ("NULL", "'Q'")] {
-                    try await store.client.query("""
+                    try await store.client.query(
+                        """
                         WITH queued AS (
                             INSERT INTO intents (public_id, event_id, customer, quantity, section, seats)
                             VALUES (gen_random_uuid(), \(event.id), 'poison', 1, \(unescaped: section), \(unescaped: seats))
@@ -161,9 +182,11 @@ extension IntegrationTests {
                 #expect(batch.intents == 7 && batch.confirmed == 4 && batch.quarantined == 3)
                 #expect(try await store.totalQueued() == 0)
                 var reasons: [String] = []
-                for try await (reason, error) in try await store.client.query("""
+                for try await (reason, error) in try await store.client.query(
+                    """
                     SELECT o.reason, q.error FROM outcomes o JOIN quarantine q USING (intent_id) WHERE o.customer = 'poison' ORDER BY o.intent_id
-                    """).decode((String, String).self) {
+                    """
+                ).decode((String, String).self) {
                     reasons.append(reason)
                     #expect(!error.isEmpty)
                 }
@@ -174,7 +197,8 @@ extension IntegrationTests {
                 #expect(report.quarantinedIntents.contains { $0.contains("invalid_request") && $0.contains("Z-1-1") })
 
                 // A row written with no acceptance record is named too.
-                try await store.client.query("INSERT INTO intents (public_id, event_id, customer, quantity) VALUES (gen_random_uuid(), \(event.id), 'sneaky', 1)")
+                try await store.client.query(
+                    "INSERT INTO intents (public_id, event_id, customer, quantity) VALUES (gen_random_uuid(), \(event.id), 'sneaky', 1)")
                 #expect(try await store.audit().violations.contains { $0.hasPrefix("a queued or settled intent has no acceptance record") })
                 // And a quarantined outcome whose record is gone.
                 try await store.client.query("DELETE FROM quarantine WHERE intent_id = (SELECT min(intent_id) FROM quarantine)")
@@ -217,9 +241,11 @@ extension IntegrationTests {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
-                _ = try await store.enqueue((0..<40).map {
-                    IntentDraft(eventID: event.id, customer: $0 == 11 ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
-                })
+                _ = try await store.enqueue(
+                    (0..<40).map {
+                        IntentDraft(
+                            eventID: event.id, customer: $0 == 11 ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                    })
                 // Any batch holding the poisoned intent fails to settle, as a row that always trips the statement timeout would.
                 try await Self.refusePoisonedOutcomes(store)
                 let configuration = Self.inProcessWorker(batchSize: 16)
@@ -233,9 +259,11 @@ extension IntegrationTests {
                 // 16 → 8 → 4 → 2 → 1, two failures each, the poisoned intent (12th) in every failing claim.
                 #expect(totals.quarantined == 1 && totals.intents == 39, "\(totals.quarantined) quarantined, \(totals.intents) settled")
                 #expect(totals.failedClaims >= 2 && totals.failedClaims <= 10, "\(totals.failedClaims) failed claims")
-                let quarantined = try await store.client.query("""
+                let quarantined = try await store.client.query(
+                    """
                     SELECT o.reason, q.error FROM outcomes o JOIN quarantine q USING (intent_id) WHERE o.customer = 'poison'
-                    """).decode((String, String).self).all()
+                    """
+                ).decode((String, String).self).all()
                 #expect(quarantined.count == 1, "\(quarantined)")
                 for (reason, error) in quarantined {
                     #expect(reason == "quarantined")
@@ -268,16 +296,21 @@ extension IntegrationTests {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
                 let event = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
-                _ = try await store.enqueue((0..<10).map {
-                    IntentDraft(eventID: event.id, customer: [2, 6].contains($0) ? "poison" : "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
-                })
+                _ = try await store.enqueue(
+                    (0..<10).map {
+                        IntentDraft(
+                            eventID: event.id, customer: [2, 6].contains($0) ? "poison" : "c-\($0)", request: .anywhere(quantity: 1),
+                            idempotencyKey: nil)
+                    })
                 try await Self.refusePoisonedOutcomes(store)
                 var configuration = Self.inProcessWorker(batchSize: 4)
                 configuration.errorBackoffMax = .milliseconds(50)
                 configuration.quarantinesPerEventMax = 1
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                _ = try await poll(every: .milliseconds(20), timeout: .seconds(30)) { worker.totals.quarantined == 0 ? "nothing quarantined yet" : nil }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(30)) {
+                    worker.totals.quarantined == 0 ? "nothing quarantined yet" : nil
+                }
                 // Time for several more ladders, had the bound not held.
                 try await Task.sleep(for: .seconds(2))
                 running.cancel()
@@ -292,20 +325,24 @@ extension IntegrationTests {
             }
         }
 
-        @Test("Poisoned rows written straight into the queue during a sale: the sale completes, each is quarantined with a reason, verify lists them and passes")
+        @Test(
+            "Poisoned rows written straight into the queue during a sale: the sale completes, each is quarantined with a reason, verify lists them and passes"
+        )
         func poisonedRowsDuringSale() async throws {
             try await withLiveAPI { api in
                 let capacity = 600
                 let event = try await api.createGeneralAdmission(capacity)
                 // Settling this customer's intent always fails, as a row whose batch always hits the statement timeout would.
-                try await api.store.client.query("""
+                try await api.store.client.query(
+                    """
                     CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
                     BEGIN
                         IF NEW.customer = 'poison-settle' AND NEW.reason IS DISTINCT FROM 'quarantined' THEN RAISE EXCEPTION 'injected: poisoned row'; END IF;
                         RETURN NEW;
                     END $$
                     """)
-                try await api.store.client.query("CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
+                try await api.store.client.query(
+                    "CREATE TRIGGER refuse_poison BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION refuse_poison()")
                 let workers = workerProcesses(api.database, batchSize: 32)
                 try workers.spawn(2)
                 var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 1_200)
@@ -317,7 +354,8 @@ extension IntegrationTests {
                 // Written past intake mid-sale, with the acceptance records intake writes: seat labels that do not
                 // parse (at a general-admission event), and the row no settle accepts.
                 for (customer, seats) in [("poison-parse", "'{not-a-seat}'"), ("poison-settle", "NULL")] {
-                    try await api.store.client.query("""
+                    try await api.store.client.query(
+                        """
                         WITH queued AS (
                             INSERT INTO intents (public_id, event_id, customer, quantity, seats)
                             VALUES (gen_random_uuid(), \(event), \(customer), 1, \(unescaped: seats))
@@ -329,13 +367,16 @@ extension IntegrationTests {
                 _ = try await poll(every: .milliseconds(50), timeout: .seconds(60)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 let codes = await workers.terminateAll()
                 #expect(codes == [0, 0], "\(workerLogTail())")
-                #expect(result.intakeFailures.isEmpty && result.transportErrors == 0 && result.undecided == 0,
-                        "failures \(result.intakeFailures), transport \(result.transportErrors), undecided \(result.undecided)")
+                #expect(
+                    result.intakeFailures.isEmpty && result.transportErrors == 0 && result.undecided == 0,
+                    "failures \(result.intakeFailures), transport \(result.transportErrors), undecided \(result.undecided)")
                 #expect(try await api.count("intents") == 0, "the event never moved past a poisoned row")
                 var reasons: [String: String] = [:]
-                for try await (customer, reason) in try await api.store.client.query("""
+                for try await (customer, reason) in try await api.store.client.query(
+                    """
                     SELECT o.customer, q.reason FROM outcomes o JOIN quarantine q USING (intent_id) WHERE o.reason = q.reason
-                    """).decode((String, String).self) {
+                    """
+                ).decode((String, String).self) {
                     reasons[customer] = reason
                 }
                 #expect(reasons == ["poison-parse": "invalid_request", "poison-settle": "quarantined"])
@@ -351,12 +392,17 @@ extension IntegrationTests {
         func whatWasAskedFor() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
-                let event = try await store.createEvent(name: "Hall", layout: .seatMap([
-                    SectionLayout(name: "A", rows: 2, seatsPerRow: 10), SectionLayout(name: "B", rows: 1, seatsPerRow: 10),
-                ]))
-                let exact = IntentDraft(eventID: event.id, customer: "exact", request: .seats([SeatLabel(section: "A", row: 1, seat: 1), SeatLabel(section: "A", row: 1, seat: 2)]), idempotencyKey: nil)
+                let event = try await store.createEvent(
+                    name: "Hall",
+                    layout: .seatMap([
+                        SectionLayout(name: "A", rows: 2, seatsPerRow: 10), SectionLayout(name: "B", rows: 1, seatsPerRow: 10),
+                    ]))
+                let exact = IntentDraft(
+                    eventID: event.id, customer: "exact",
+                    request: .seats([SeatLabel(section: "A", row: 1, seat: 1), SeatLabel(section: "A", row: 1, seat: 2)]), idempotencyKey: nil)
                 let inB = IntentDraft(eventID: event.id, customer: "in-b", request: .inSection("B", quantity: 2), idempotencyKey: nil)
-                let again = IntentDraft(eventID: event.id, customer: "again", request: .seats([SeatLabel(section: "A", row: 1, seat: 1)]), idempotencyKey: nil)
+                let again = IntentDraft(
+                    eventID: event.id, customer: "again", request: .seats([SeatLabel(section: "A", row: 1, seat: 1)]), idempotencyKey: nil)
                 _ = try await store.enqueue([exact, inB, again])
                 #expect(try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }?.confirmed == 2)
                 let requested = try await store.client.query("SELECT requested_seats FROM outcomes WHERE public_id = \(exact.publicID)")
@@ -373,17 +419,21 @@ extension IntegrationTests {
                     #expect(restored.isClean, "after restoring: \(restored.violations)")
                 }
                 // Swapped for two other seats (the bitmap too, so only the request check can tell).
-                try await expectCaught("""
+                try await expectCaught(
+                    """
                     WITH o AS (UPDATE outcomes SET seats = '{A-2-1,A-2-2}' WHERE customer = 'exact' RETURNING 1)
                     UPDATE seat_rows SET taken = CASE row_number WHEN 1 THEN '\\x00'::bytea ELSE '\\x03'::bytea END || '\\x00'::bytea
                     WHERE event_id = \(event.id) AND section = 0
-                    """, """
+                    """,
+                    """
                     WITH o AS (UPDATE outcomes SET seats = '{A-1-1,A-1-2}' WHERE customer = 'exact' RETURNING 1)
                     UPDATE seat_rows SET taken = CASE row_number WHEN 1 THEN '\\x03'::bytea ELSE '\\x00'::bytea END || '\\x00'::bytea
                     WHERE event_id = \(event.id) AND section = 0
                     """, "an exact-seat intent got seats other than those it asked for")
                 var sectionSeats: [String] = []
-                for try await seats in try await store.client.query("SELECT seats FROM outcomes WHERE customer = 'in-b'").decode([String].self) { sectionSeats = seats }
+                for try await seats in try await store.client.query("SELECT seats FROM outcomes WHERE customer = 'in-b'").decode([String].self) {
+                    sectionSeats = seats
+                }
                 #expect(sectionSeats.count == 2 && sectionSeats.allSatisfy { $0.hasPrefix("B-") })
                 try await expectCaught(
                     "UPDATE outcomes SET section = 'A' WHERE customer = 'in-b'",

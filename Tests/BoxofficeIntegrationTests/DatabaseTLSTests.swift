@@ -27,7 +27,8 @@ extension IntegrationTests {
 
         static func makeCertificates() throws -> Certificates {
             let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-            guard let openssl = (path.map { $0 + "/openssl" } + ["/usr/bin/openssl"]).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+            guard
+                let openssl = (path.map { $0 + "/openssl" } + ["/usr/bin/openssl"]).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
             else { throw OpenSSLFailure(description: "the openssl CLI is needed to make test certificates: apt-get install openssl") }
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-tls-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -48,27 +49,36 @@ extension IntegrationTests {
             }
             let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
             for name in ["ca-a", "ca-b"] {
-                try run(["req", "-x509"] + key + ["-keyout", "\(name).key", "-out", "\(name).pem", "-days", "2",
-                         "-subj", "/CN=Boxoffice test \(name)",
-                         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+                try run(
+                    ["req", "-x509"] + key + [
+                        "-keyout", "\(name).key", "-out", "\(name).pem", "-days", "2",
+                        "-subj", "/CN=Boxoffice test \(name)",
+                        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                    ])
             }
             try run(["req"] + key + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
-            try Data("""
+            try Data(
+                """
                 subjectAltName = DNS:localhost
                 basicConstraints = CA:FALSE
                 keyUsage = critical, digitalSignature
                 extendedKeyUsage = serverAuth
 
-                """.utf8).write(to: URL(fileURLWithPath: directory + "/server.ext"))
-            try run(["x509", "-req", "-in", "server.csr", "-CA", "ca-a.pem", "-CAkey", "ca-a.key", "-set_serial", "2",
-                     "-days", "2", "-extfile", "server.ext", "-out", "server.crt"])
+                """.utf8
+            ).write(to: URL(fileURLWithPath: directory + "/server.ext"))
+            try run([
+                "x509", "-req", "-in", "server.csr", "-CA", "ca-a.pem", "-CAkey", "ca-a.key", "-set_serial", "2",
+                "-days", "2", "-extfile", "server.ext", "-out", "server.crt",
+            ])
             return Certificates(
                 directory: directory, authority: directory + "/ca-a.pem", otherAuthority: directory + "/ca-b.pem",
                 serverCertificate: directory + "/server.crt", serverKey: directory + "/server.key")
         }
 
         /// The connection settings for `cluster` under `mode` (the URL form, as an operator writes it).
-        func configuration(_ cluster: EmbeddedPostgres, host: String = "127.0.0.1", _ mode: String, rootCert: String? = nil) throws
+        func configuration(
+            _ cluster: EmbeddedPostgres, host: String = "127.0.0.1", _ mode: String, rootCert: String? = nil
+        ) throws
             -> DatabaseConfiguration
         {
             var url = "postgres://\(cluster.user)@\(host):\(cluster.port)/\(cluster.database)?sslmode=\(mode)"
@@ -83,7 +93,8 @@ extension IntegrationTests {
             try await withStore(configuration, logger: testLogger) { store in
                 var ssl: Bool?
                 for try await value in try await store.client.query(
-                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").decode(Bool.self) { ssl = value }
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                ).decode(Bool.self) { ssl = value }
                 return try #require(ssl as Bool?, "pg_stat_ssl has no row for this backend")
             }
         }
@@ -110,9 +121,10 @@ extension IntegrationTests {
         func tlsServer() async throws {
             let certificates = try Self.makeCertificates()
             defer { try? FileManager.default.removeItem(atPath: certificates.directory) }
-            let cluster = try EmbeddedPostgres.start(options: .init(
-                durable: false, maxConnections: 40,
-                tls: .init(certificateFile: certificates.serverCertificate, privateKeyFile: certificates.serverKey)))
+            let cluster = try EmbeddedPostgres.start(
+                options: .init(
+                    durable: false, maxConnections: 40,
+                    tls: .init(certificateFile: certificates.serverCertificate, privateKeyFile: certificates.serverKey)))
             defer { cluster.destroy() }
 
             #expect(try await sslInUse(configuration(cluster, "disable")) == false, "disable must not ask for TLS")

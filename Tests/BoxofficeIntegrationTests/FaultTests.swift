@@ -50,7 +50,9 @@ extension IntegrationTests {
                 #expect(kills.value >= 2, "the sale ended before the chaos loop killed anything")
                 try await SaleTests.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
                 #expect(result.ticketsConfirmed == capacity)
-                print("chaos: intents \(result.accepted.count), kills \(kills.value), confirmed \(result.confirmed), rejected \(result.rejected), tickets \(result.ticketsConfirmed)/\(capacity), lost 0, duplicated 0, oversold 0")
+                print(
+                    "chaos: intents \(result.accepted.count), kills \(kills.value), confirmed \(result.confirmed), rejected \(result.rejected), tickets \(result.ticketsConfirmed)/\(capacity), lost 0, duplicated 0, oversold 0"
+                )
             }
         }
 
@@ -65,8 +67,9 @@ extension IntegrationTests {
             }
         }
 
-        @Test("Database restart mid-drain: workers back off, reconnect and finish; nothing lost or settled twice",
-              .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
+        @Test(
+            "Database restart mid-drain: workers back off, reconnect and finish; nothing lost or settled twice",
+            .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
         func databaseRestart() async throws {
             let database = try await TestCluster.freshDatabase()
             let cluster = try #require(try TestCluster.server.get().cluster)
@@ -93,8 +96,9 @@ extension IntegrationTests {
             #expect(audit.ticketsSold == 30_000)
         }
 
-        @Test("Database down mid-sale: the API answers 503 with Retry-After within its bound, never 202 for an uncommitted intent, and recovers by itself",
-              .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
+        @Test(
+            "Database down mid-sale: the API answers 503 with Retry-After within its bound, never 202 for an uncommitted intent, and recovers by itself",
+            .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "restarts the private cluster"))
         func apiThroughDatabaseRestart() async throws {
             let cluster = try #require(try TestCluster.server.get().cluster)
             try await withLiveAPI(configure: { $0.databaseWaitMilliseconds = 2_000 }) { api in
@@ -110,9 +114,13 @@ extension IntegrationTests {
                                 let key = "restart-\(client)-\(index)"
                                 index += 1
                                 let started = ContinuousClock.now
-                                guard let reply = try? await api.post("/events/\(event)/intents", #"{"customer": "c", "quantity": 1}"#, headers: [("Idempotency-Key", key)]) else { continue }
+                                guard
+                                    let reply = try? await api.post(
+                                        "/events/\(event)/intents", #"{"customer": "c", "quantity": 1}"#, headers: [("Idempotency-Key", key)])
+                                else { continue }
                                 let seconds = OpenLoad.seconds(ContinuousClock.now - started)
-                                replies.append((key, reply.status, reply["id"], reply.headers.contains { $0.0.lowercased() == "retry-after" }, seconds))
+                                replies.append(
+                                    (key, reply.status, reply["id"], reply.headers.contains { $0.0.lowercased() == "retry-after" }, seconds))
                                 if reply.status == 503 { try? await Task.sleep(for: .milliseconds(100)) }
                             }
                             return replies
@@ -147,7 +155,9 @@ extension IntegrationTests {
                 for reply in accepted { #expect(committed[reply.key] == 1, "202 for \(reply.key), but it was not committed") }
                 #expect(committed.values.allSatisfy { $0 == 1 })
                 #expect(try await api.count("intents") == committed.count)
-                print("database restart: \(replies.count) requests, \(accepted.count) accepted, \(unavailable.count) answered 503, slowest \(String(format: "%.2f", replies.map(\.seconds).max() ?? 0)) s")
+                print(
+                    "database restart: \(replies.count) requests, \(accepted.count) accepted, \(unavailable.count) answered 503, slowest \(String(format: "%.2f", replies.map(\.seconds).max() ?? 0)) s"
+                )
             }
         }
 
@@ -160,13 +170,15 @@ extension IntegrationTests {
                 return database
             }()
             try await withStore(database, logger: testLogger) { store in
-                let bounds = try await store.client.query("""
+                let bounds = try await store.client.query(
+                    """
                     SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout')
                     """)
                 let settings = try await bounds.decode((String, String, String).self).all().map { [$0.0, $0.1, $0.2] }
                 #expect(settings == [["2s", "300ms", "30s"]])
                 let event = try await store.createEvent(name: "Stuck", layout: .generalAdmission(capacity: 50))
-                _ = try await store.enqueue((0..<80).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                _ = try await store.enqueue(
+                    (0..<80).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
 
                 var configuration = AllocationWorker.Configuration()
                 configuration.batchSizeMax = 16
@@ -180,7 +192,9 @@ extension IntegrationTests {
                     try await other.client.withTransaction(logger: testLogger) { connection in
                         try await connection.query("LOCK TABLE outcomes IN SHARE MODE", logger: testLogger)
                         running.withLock { $0 = Task { try await worker.run() } }
-                        _ = try await poll(every: .milliseconds(20), timeout: .seconds(20)) { worker.totals.failedClaims < 2 ? "fewer than 2 failed claims" : nil }
+                        _ = try await poll(every: .milliseconds(20), timeout: .seconds(20)) {
+                            worker.totals.failedClaims < 2 ? "fewer than 2 failed claims" : nil
+                        }
                     }
                 }
                 #expect(worker.totals.failedClaims >= 2, "the stalled batches did not time out")

@@ -7,15 +7,18 @@ import Testing
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// The virtualenv `scripts/fuzz-api` uses; `.ci/run` creates it (schemathesis comes from PyPI).
-let fuzzVirtualenv = ProcessInfo.processInfo.environment["FUZZ_VENV"]
+let fuzzVirtualenv =
+    ProcessInfo.processInfo.environment["FUZZ_VENV"]
     ?? repositoryRoot.appendingPathComponent(".build/fuzz-venv").path
 
 extension IntegrationTests {
     @Suite("Hostile input")
     struct FuzzTests {
-        @Test("schemathesis, driven by /openapi.json, finds no 5xx, no crash and no response that breaks the document",
-              .enabled(if: FileManager.default.isExecutableFile(atPath: fuzzVirtualenv + "/bin/schemathesis"),
-                       "needs schemathesis in \(fuzzVirtualenv): `.ci/run` installs it, or run scripts/fuzz-api once"))
+        @Test(
+            "schemathesis, driven by /openapi.json, finds no 5xx, no crash and no response that breaks the document",
+            .enabled(
+                if: FileManager.default.isExecutableFile(atPath: fuzzVirtualenv + "/bin/schemathesis"),
+                "needs schemathesis in \(fuzzVirtualenv): `.ci/run` installs it, or run scripts/fuzz-api once"))
         func schemathesis() async throws {
             let producer = AccessControl.randomToken()
             let admin = AccessControl.randomToken()
@@ -31,7 +34,8 @@ extension IntegrationTests {
                 environment["BOXOFFICE_PRODUCER_TOKEN"] = producer
                 environment["FUZZ_VENV"] = fuzzVirtualenv
                 environment["FUZZ_EXAMPLES"] = environment["FUZZ_EXAMPLES"] ?? "100"
-                environment["FUZZ_STATE"] = FileManager.default.temporaryDirectory
+                environment["FUZZ_STATE"] =
+                    FileManager.default.temporaryDirectory
                     .appendingPathComponent("boxoffice-fuzz-\(getpid())").path
                 process.environment = environment
                 let output = Pipe()

@@ -69,9 +69,9 @@ extension IntegrationTests {
             /// Resident memory (VmRSS) and open descriptors of the server now.
             var residentKilobytesAndDescriptors: (Int, Int)? {
                 guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-                      let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                      let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? ""),
-                      let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
+                    let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+                    let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? ""),
+                    let descriptors = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count
                 else { return nil }
                 return (kilobytes, descriptors)
             }
@@ -84,13 +84,15 @@ extension IntegrationTests {
 
             /// The JSON log lines at warning or above.
             var warningLines: [String] {
-                log.split(separator: "\n").map(String.init).filter { $0.contains(#""level":"warning""#) || $0.contains(#""level":"error""#) || $0.contains(#""level":"critical""#) }
+                log.split(separator: "\n").map(String.init).filter {
+                    $0.contains(#""level":"warning""#) || $0.contains(#""level":"error""#) || $0.contains(#""level":"critical""#)
+                }
             }
 
             /// The client-limit counters the server logged at shutdown.
             var shutdownCounters: [String: Int] {
                 guard let line = log.split(separator: "\n").last(where: { $0.contains("client limits at shutdown") }),
-                      let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                    let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
                 else { return [:] }
                 return object.compactMapValues { ($0 as? String).flatMap(Int.init) ?? ($0 as? Int) }
             }
@@ -122,8 +124,8 @@ extension IntegrationTests {
             }
             let data = output.fileHandleForReading.readDataToEndOfFile()
             guard process.terminationStatus == 0,
-                  let report = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let kinds = report["kinds"] as? [String: [String: Any]]
+                let report = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let kinds = report["kinds"] as? [String: [String: Any]]
             else {
                 Issue.record("hostile-client \(arguments) failed (exit \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
                 return [:]
@@ -131,9 +133,13 @@ extension IntegrationTests {
             return kinds.mapValues { raw in
                 var figures = Figures()
                 for (name, value) in raw {
-                    if name.contains("seconds") { if let value = value as? Double { figures.seconds[name] = value } }
-                    else if let value = value as? Int { figures.counts[name] = value }
-                    else if let value = value as? [String: Int] { figures.statuses = value }
+                    if name.contains("seconds") {
+                        if let value = value as? Double { figures.seconds[name] = value }
+                    } else if let value = value as? Int {
+                        figures.counts[name] = value
+                    } else if let value = value as? [String: Int] {
+                        figures.statuses = value
+                    }
                 }
                 return figures
             }
@@ -189,15 +195,19 @@ extension IntegrationTests {
 
         static let timeoutSeconds = 4.0
 
-        @Test("30,000 connections against a 20,000-descriptor server from 3 processes (idle, slowloris heads, slow bodies, unfinished big heads): it never dies, closes each within its timeout, keeps answering a buyer within 1 s, and gives its memory back")
+        @Test(
+            "30,000 connections against a 20,000-descriptor server from 3 processes (idle, slowloris heads, slow bodies, unfinished big heads): it never dies, closes each within its timeout, keeps answering a buyer within 1 s, and gives its memory back"
+        )
         func connectionFlood() async throws {
             try await withLiveAPI { api in
                 let timeout = Self.timeoutSeconds
                 // 20,000 descriptors whatever the machine's limit: the attack opens 30,000 connections.
-                let target = try Target(api, arguments: [
-                    "--client-idle-seconds", "\(timeout)", "--client-head-seconds", "\(timeout)", "--client-body-seconds", "\(timeout)",
-                    "--open-files-max", "20000",
-                ])
+                let target = try Target(
+                    api,
+                    arguments: [
+                        "--client-idle-seconds", "\(timeout)", "--client-head-seconds", "\(timeout)", "--client-body-seconds", "\(timeout)",
+                        "--open-files-max", "20000",
+                    ])
                 try await target.start(api)
                 let event = try await api.createGeneralAdmission(1_000_000)
                 try await Task.sleep(for: .seconds(1))
@@ -208,15 +218,22 @@ extension IntegrationTests {
                 let sampler = Sampler()
                 let started = ContinuousClock.now
                 let reports = try await withThrowingTaskGroup(of: [String: Figures]?.self) { group in
-                    group.addTask { await buyer.run(api, target: target, event: event, until: stop); return nil }
-                    group.addTask { await sampler.run(target, until: stop); return nil }
+                    group.addTask {
+                        await buyer.run(api, target: target, event: event, until: stop)
+                        return nil
+                    }
+                    group.addTask {
+                        await sampler.run(target, until: stop)
+                        return nil
+                    }
                     for (index, source) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].enumerated() {
                         group.addTask {
-                            try await Self.hostileClient([
-                                "--port", "\(target.port)", "--source", source, "--duration", "45", "--ramp", "6",
-                                "--idle", "3000", "--slowloris", "3000", "--slow-body", "2500", "--big-header", "1500",
-                                "--path", "/events/\(event)/intents", "--header-bytes", "\(15_000 + index)",
-                            ] + (index == 0 ? ["--token", target.producer] : []))
+                            try await Self.hostileClient(
+                                [
+                                    "--port", "\(target.port)", "--source", source, "--duration", "45", "--ramp", "6",
+                                    "--idle", "3000", "--slowloris", "3000", "--slow-body", "2500", "--big-header", "1500",
+                                    "--path", "/events/\(event)/intents", "--header-bytes", "\(15_000 + index)",
+                                ] + (index == 0 ? ["--token", target.producer] : []))
                         }
                     }
                     var reports: [[String: Figures]] = []
@@ -270,7 +287,8 @@ extension IntegrationTests {
                 // Memory: bounded during the attack, and handed back afterwards.
                 #expect(sampler.peakKilobytes < 400 * 1_024, "peak RSS \(sampler.peakKilobytes / 1_024) MB")
                 #expect(after.0 < baseline.0 + 40 * 1_024, "RSS \(baseline.0 / 1_024) MB before, \(after.0 / 1_024) MB after")
-                print("""
+                print(
+                    """
                     hostile connections (\(hostileTarget.path)): \(attempts) attempts in \(String(format: "%.0f", attackSeconds)) s; \
                     closed by server: \(totals.mapValues { $0["closed_by_server"] ?? 0 }); still open at client end: \(totals.mapValues { $0["still_open"] ?? 0 }); \
                     408s: \(reports.map { $0["slowloris"]?.statuses["408"] ?? 0 }.reduce(0, +)) slowloris, \
@@ -283,7 +301,9 @@ extension IntegrationTests {
             }
         }
 
-        @Test("10,000 long-polls on one intent: at most the per-intent cap are held, the rest answered at once with Retry-After; 2,000 long-polls on 2,000 intents are held within the process cap, memory per long-poll measured")
+        @Test(
+            "10,000 long-polls on one intent: at most the per-intent cap are held, the rest answered at once with Retry-After; 2,000 long-polls on 2,000 intents are held within the process cap, memory per long-poll measured"
+        )
         func longPolls() async throws {
             try await withLiveAPI { api in
                 let target = try Target(api, arguments: ["--long-polls-max", "2048", "--long-polls-per-intent-max", "4"])
@@ -321,14 +341,22 @@ extension IntegrationTests {
                 let sampler = Sampler()
                 let stop = StopFlag()
                 let many = try await withThrowingTaskGroup(of: [String: Figures]?.self) { group in
-                    group.addTask { await sampler.run(target, until: stop); return nil }
+                    group.addTask {
+                        await sampler.run(target, until: stop)
+                        return nil
+                    }
                     group.addTask {
                         try await Self.hostileClient([
                             "--port", "\(target.port)", "--long-poll", "2000", "--paths-file", paths.path, "--duration", "30", "--ramp", "1",
                         ])
                     }
                     var result: [String: Figures] = [:]
-                    for try await report in group { if let report { result = report; stop.set() } }
+                    for try await report in group {
+                        if let report {
+                            result = report
+                            stop.set()
+                        }
+                    }
                     return result
                 }
                 let polls = try #require(many["long-poll"])
@@ -337,7 +365,8 @@ extension IntegrationTests {
                 let perPollBytes = (sampler.peakKilobytes - afterOne.0) * 1_024 / max(heldMany, 1)
                 #expect(target.isAlive)
                 #expect(await target.process.terminateAll() == [0])
-                print("""
+                print(
+                    """
                     long-polls: one intent, 10,000 sent: \(held) held, \(poll["retry_after"]) answered at once with Retry-After (p50 \(answered) s); \
                     2,000 intents: \(heldMany) held; RSS \(baseline.0 / 1_024) MB → \(afterOne.0 / 1_024) MB after the one-intent wave → \
                     peak \(sampler.peakKilobytes / 1_024) MB holding 2,000: ≈ \(perPollBytes / 1_024) KB per held long-poll (connection included)
@@ -345,8 +374,9 @@ extension IntegrationTests {
             }
         }
 
-        @Test("PostgreSQL stopped under 5,000 concurrent intake requests: each answered within its bound + 1 s, nothing written late, a bounded number of log lines",
-              .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "stops the private cluster"))
+        @Test(
+            "PostgreSQL stopped under 5,000 concurrent intake requests: each answered within its bound + 1 s, nothing written late, a bounded number of log lines",
+            .enabled(if: ProcessInfo.processInfo.environment["DATABASE_URL"] == nil, "stops the private cluster"))
         func databaseStoppedUnderIntake() async throws {
             let cluster = try #require(try TestCluster.server.get().cluster)
             try await withLiveAPI { api in
@@ -386,7 +416,9 @@ extension IntegrationTests {
                 try await Task.sleep(for: .milliseconds(waitMilliseconds + 2_000))
                 let committed = try await withStore(api.database, logger: testLogger) { store in
                     var count = 0
-                    for try await value in try await store.client.query("SELECT count(*)::int FROM intents WHERE customer = 'hostile'").decode(Int.self) {
+                    for try await value in try await store.client.query("SELECT count(*)::int FROM intents WHERE customer = 'hostile'").decode(
+                        Int.self)
+                    {
                         count = value
                     }
                     return count
@@ -401,7 +433,8 @@ extension IntegrationTests {
                 #expect(slowest <= Double(waitMilliseconds) / 1_000 + 1, "a request was answered after \(slowest) s")
                 #expect(committed == statuses["202"] ?? 0, "\(committed) intents written, \(statuses["202"] ?? 0) answered 202")
                 #expect(warnings <= 20, "\(warnings) warning lines:\n\(target.warningLines.suffix(30).joined(separator: "\n"))")
-                print("""
+                print(
+                    """
                     database stopped under intake: 5,000 requests, \(statuses["202"] ?? 0) accepted (\(committed) written), \
                     \(statuses["503"] ?? 0) answered 503; answer p50 \(intake.seconds["answer_seconds_p50"] ?? -1) s, \
                     p99 \(intake.seconds["answer_seconds_p99"] ?? -1) s, max \(slowest) s (bound \(waitMilliseconds / 1_000) s); \(warnings) warning lines
@@ -451,7 +484,9 @@ private func rawExchangeBlocking(port: Int, _ bytes: [UInt8], timeout: Double) -
 }
 
 extension IntegrationTests.HostileClientTests {
-    @Test("Each client bound answers the way README.md says: idle closed, 408 JSON for a slow head and a slow body, 431 JSON for a big head, 400 JSON for garbage, 413 from Content-Length at once, HTTP/1.0 closed after its answer unless keep-alive, HEAD on GET routes, 405 lists HEAD")
+    @Test(
+        "Each client bound answers the way README.md says: idle closed, 408 JSON for a slow head and a slow body, 431 JSON for a big head, 400 JSON for garbage, 413 from Content-Length at once, HTTP/1.0 closed after its answer unless keep-alive, HEAD on GET routes, 405 lists HEAD"
+    )
     func clientBoundsAnswer() async throws {
         try await withLiveAPI { api in
             let target = try Target(api, arguments: ["--client-idle-seconds", "1", "--client-head-seconds", "1", "--client-body-seconds", "1"])
@@ -468,17 +503,28 @@ extension IntegrationTests.HostileClientTests {
             #expect(slowHead.response.contains(#""error":"request_timeout""#))
 
             let slowBody = await rawExchange(
-                port: port, bytes("POST /events/\(event)/intents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(target.producer)\r\nContent-Length: 100\r\n\r\n{"), timeout: 5)
+                port: port,
+                bytes(
+                    "POST /events/\(event)/intents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(target.producer)\r\nContent-Length: 100\r\n\r\n{"),
+                timeout: 5)
             #expect(slowBody.closedByServer && slowBody.response.hasPrefix("HTTP/1.1 408") && slowBody.seconds < 2.5, "\(slowBody)")
 
-            let bigHead = await rawExchange(port: port, bytes("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 20_000) + "\r\n\r\n"), timeout: 5)
-            #expect(bigHead.response.hasPrefix("HTTP/1.1 431") && bigHead.response.contains(#""error":"header_too_large""#), "\(bigHead.response.prefix(300))")
+            let bigHead = await rawExchange(
+                port: port, bytes("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + String(repeating: "a", count: 20_000) + "\r\n\r\n"), timeout: 5)
+            #expect(
+                bigHead.response.hasPrefix("HTTP/1.1 431") && bigHead.response.contains(#""error":"header_too_large""#),
+                "\(bigHead.response.prefix(300))")
 
             let garbage = await rawExchange(port: port, bytes("\u{1}\u{2} nonsense\r\n\r\n"), timeout: 5)
-            #expect(garbage.response.hasPrefix("HTTP/1.1 400") && garbage.response.contains(#""error":"malformed_request""#), "\(garbage.response.prefix(300))")
+            #expect(
+                garbage.response.hasPrefix("HTTP/1.1 400") && garbage.response.contains(#""error":"malformed_request""#),
+                "\(garbage.response.prefix(300))")
 
             let huge = await rawExchange(
-                port: port, bytes("POST /events/\(event)/intents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(target.producer)\r\nContent-Length: 1000000000\r\n\r\n{\""), timeout: 5)
+                port: port,
+                bytes(
+                    "POST /events/\(event)/intents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(target.producer)\r\nContent-Length: 1000000000\r\n\r\n{\""
+                ), timeout: 5)
             #expect(huge.response.hasPrefix("HTTP/1.1 413") && huge.response.contains(#""error":"body_too_large""#) && huge.seconds < 0.9, "\(huge)")
             #expect(huge.closedByServer)
 
@@ -495,7 +541,9 @@ extension IntegrationTests.HostileClientTests {
             // A request that asks to switch protocols is answered and its connection closed; bytes sent
             // after it (which the HTTP decoder would otherwise keep, unbounded) end the connection at once.
             let upgrade = await rawExchange(
-                port: port, bytes("GET /health HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n" + String(repeating: "z", count: 100_000)),
+                port: port,
+                bytes(
+                    "GET /health HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n" + String(repeating: "z", count: 100_000)),
                 timeout: 5)
             #expect(upgrade.closedByServer && upgrade.seconds < 0.9, "\(upgrade.response.prefix(300))")
 
@@ -512,7 +560,9 @@ extension IntegrationTests.HostileClientTests {
         }
     }
 
-    @Test("Bulk intake: a body of a million tiny items is refused as too many before it is parsed whole; bulk requests in progress are bounded (503 overloaded) and the bound frees itself")
+    @Test(
+        "Bulk intake: a body of a million tiny items is refused as too many before it is parsed whole; bulk requests in progress are bounded (503 overloaded) and the bound frees itself"
+    )
     func bulkBounds() async throws {
         try await withLiveAPI(configure: { $0.bulkRequestsMax = 2 }) { api in
             let event = try await api.createGeneralAdmission(10)

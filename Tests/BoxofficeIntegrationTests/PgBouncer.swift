@@ -7,7 +7,8 @@ import Foundation
 /// itself (as the `postgres` user when we are root: PgBouncer, like PostgreSQL, refuses root).
 final class PgBouncer: @unchecked Sendable {
     /// Where Debian's package puts the binary; PATH is searched too.
-    static let executable: String? = (["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+    static let executable: String? =
+        (["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
         + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/pgbouncer" })
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
@@ -18,7 +19,8 @@ final class PgBouncer: @unchecked Sendable {
     /// Starts PgBouncer in front of `server` and waits until it accepts connections.
     init(server: DatabaseConfiguration, poolSize: Int = 12) throws {
         guard let executable = Self.executable else { throw CocoaError(.fileNoSuchFile) }
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("boxoffice-pgbouncer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "boxoffice-pgbouncer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         port = try Loopback.freePort()
         // The settings deploy/pgbouncer/pgbouncer.ini documents, on a private port. Boxoffice sends its

@@ -17,7 +17,9 @@ extension IntegrationTests {
             let accepted = Set(result.accepted)
             #expect(accepted.count == result.accepted.count, "an id was handed out twice")
             var settled: [UUID: Int] = [:]
-            for try await (id, count) in try await api.store.client.query("SELECT public_id, count(*) FROM outcomes GROUP BY public_id").decode((UUID, Int).self) {
+            for try await (id, count) in try await api.store.client.query("SELECT public_id, count(*) FROM outcomes GROUP BY public_id").decode(
+                (UUID, Int).self)
+            {
                 settled[id] = count
             }
             #expect(settled.count == accepted.count, "outcomes \(settled.count), accepted \(accepted.count)")
@@ -33,8 +35,10 @@ extension IntegrationTests {
         /// A general-admission sale of `capacity` tickets through `workers` (spawned here, `count` of them):
         /// `intents` of 1–2 tickets from `clients` buyers, each awaiting its outcome. Afterwards every
         /// worker exited 0 on SIGTERM, each intent settled once, and the event sold out exactly.
-        static func sellOut(_ api: LiveAPI, capacity: Int, intents: Int, clients: Int,
-                            workers: ChildProcesses, count: Int) async throws -> SaleLoad.Result {
+        static func sellOut(
+            _ api: LiveAPI, capacity: Int, intents: Int, clients: Int,
+            workers: ChildProcesses, count: Int
+        ) async throws -> SaleLoad.Result {
             let event = try await api.createGeneralAdmission(capacity)
             try workers.spawn(count)
             var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: intents)
@@ -52,8 +56,9 @@ extension IntegrationTests {
         func generalAdmissionSale() async throws {
             try await withLiveAPI { api in
                 // 2,000 intents of 1–2 tickets ask for ~3,000: the sale must sell out exactly.
-                let result = try await Self.sellOut(api, capacity: 1_000, intents: 2_000, clients: 64,
-                                                    workers: workerProcesses(api.database, batchSize: 64), count: 4)
+                let result = try await Self.sellOut(
+                    api, capacity: 1_000, intents: 2_000, clients: 64,
+                    workers: workerProcesses(api.database, batchSize: 64), count: 4)
                 #expect(result.rejected > 0)
             }
         }
@@ -61,7 +66,10 @@ extension IntegrationTests {
         @Test("Reserved seating: best available in a section across 4 workers: no seat twice")
         func seatMapSale() async throws {
             try await withLiveAPI { api in
-                let created = try await api.post("/events", #"{"name": "Hall", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}, {"name": "B", "rows": 10, "seats_per_row": 20}]}"#)
+                let created = try await api.post(
+                    "/events",
+                    #"{"name": "Hall", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}, {"name": "B", "rows": 10, "seats_per_row": 20}]}"#
+                )
                 let event = Int64(created["id"] ?? "") ?? -1
                 let workers = workerProcesses(api.database, batchSize: 32)
                 try workers.spawn(4)

@@ -57,7 +57,8 @@ extension IntegrationTests {
                 #expect(try await store.audit().isClean)
 
                 // Give the second order the first order's seat: a seat in two orders, and a sold seat in no order.
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     UPDATE outcomes SET seats = (SELECT seats FROM outcomes WHERE status = 'confirmed' ORDER BY intent_id LIMIT 1)
                     WHERE intent_id = (SELECT max(intent_id) FROM outcomes)
                     """)
@@ -78,7 +79,10 @@ extension IntegrationTests {
                 let request = PurchaseRequest.seats([SeatLabel(section: "A", row: 1, seat: 1), SeatLabel(section: "A", row: 1, seat: 2)])
                 let id = try await store.enqueue([IntentDraft(eventID: event.id, customer: "c", request: request, idempotencyKey: nil)])[0].publicID
                 _ = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
-                guard case .decided(.confirmed(2, _)) = try await store.status(of: id)?.state else { Issue.record("not confirmed"); return }
+                guard case .decided(.confirmed(2, _)) = try await store.status(of: id)?.state else {
+                    Issue.record("not confirmed")
+                    return
+                }
 
                 // A writer that skipped the Store: row 0 does not exist, so the label does not parse.
                 try await store.client.query("UPDATE outcomes SET seats = '{A-1-1,A-0-2}'")
@@ -87,12 +91,16 @@ extension IntegrationTests {
                         let status = read == "status" ? try await store.status(of: id) : try await store.decidedStatuses(among: [id])[id]
                         Issue.record("the \(read) read answered \(String(describing: status))")
                     } catch let error as StoreError {
-                        guard case .invariantBroken(let message) = error else { Issue.record("\(read): \(error)"); continue }
+                        guard case .invariantBroken(let message) = error else {
+                            Issue.record("\(read): \(error)")
+                            continue
+                        }
                         #expect(message.contains("\(id)") && message.contains("A-0-2"), "\(read): \(message)")
                     }
                 }
                 // The claim path uses the same conversion: a queued row with such a label is set aside.
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     INSERT INTO intents (public_id, event_id, customer, quantity, seats) VALUES (gen_random_uuid(), \(event.id), 'x', 1, '{A-0-3}')
                     """)
                 let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
@@ -127,19 +135,30 @@ extension IntegrationTests {
                 var hotIDs: [UUID] = []
                 // One event alone, past the bound: every position is exact.
                 for _ in 0..<3 {
-                    let drafts = (0..<bound / 2 + 1).map { IntentDraft(eventID: hot.id, customer: "h-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
+                    let drafts = (0..<bound / 2 + 1).map {
+                        IntentDraft(eventID: hot.id, customer: "h-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                    }
                     hotIDs += try await store.enqueue(drafts).map(\.publicID)
                 }
                 for index in [0, 1, bound - 1, bound, bound + 1, hotIDs.count - 1] {
-                    guard case .pending(let ahead) = try await store.status(of: hotIDs[index])?.state else { Issue.record("not pending"); continue }
+                    guard case .pending(let ahead) = try await store.status(of: hotIDs[index])?.state else {
+                        Issue.record("not pending")
+                        continue
+                    }
                     #expect(ahead == index, "intent \(index) of one event")
                 }
                 // The event's pending count follows the same rule.
                 #expect(try await store.eventSummary(hot.id)?.pending == hotIDs.count)
                 // Another event's intents interleave with later ones: the estimate may only overstate.
-                _ = try await store.enqueue((0..<500).map { IntentDraft(eventID: other.id, customer: "o-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
-                let late = try await store.enqueue([IntentDraft(eventID: hot.id, customer: "late", request: .anywhere(quantity: 1), idempotencyKey: nil)])
-                guard case .pending(let ahead) = try await store.status(of: late[0].publicID)?.state else { Issue.record("not pending"); return }
+                _ = try await store.enqueue(
+                    (0..<500).map { IntentDraft(eventID: other.id, customer: "o-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                let late = try await store.enqueue([
+                    IntentDraft(eventID: hot.id, customer: "late", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                ])
+                guard case .pending(let ahead) = try await store.status(of: late[0].publicID)?.state else {
+                    Issue.record("not pending")
+                    return
+                }
                 #expect(ahead >= hotIDs.count && ahead <= hotIDs.count + 500)
                 let pending = try await store.eventSummary(hot.id)?.pending ?? -1
                 #expect(pending >= hotIDs.count + 1 && pending <= hotIDs.count + 501, "pending \(pending)")
@@ -166,11 +185,15 @@ extension IntegrationTests {
                     let count = markersHeard.load(ordering: .relaxed) + 1
                     try await store.client.query("SELECT pg_notify(\(Store.intentsChannel), \(marker))")
                     let deadline = ContinuousClock.now + .seconds(10)
-                    while markersHeard.load(ordering: .relaxed) < count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                    while markersHeard.load(ordering: .relaxed) < count, ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
                     try #require(markersHeard.load(ordering: .relaxed) == count, "the listener never heard \(marker)")
                 }
                 // The LISTEN is in place once a notification sent now is heard.
-                let draft = { (keyed: Bool) in IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil) }
+                let draft = { (keyed: Bool) in
+                    IntentDraft(eventID: event.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: keyed ? "k-\(UUID())" : nil)
+                }
                 _ = try await poll(timeout: .seconds(10)) {
                     guard heard.load(ordering: .relaxed) == 0 else { return nil }
                     _ = try await store.enqueue([draft(false)], notify: true)
@@ -183,7 +206,9 @@ extension IntegrationTests {
                 _ = try await store.enqueue([draft(false), draft(false)], notify: false)
                 _ = try await store.enqueue([draft(true)], notify: false)
                 _ = try await store.enqueue([draft(false)], notify: true)
-                _ = try await poll(every: .milliseconds(20), timeout: .seconds(10)) { heard.load(ordering: .relaxed) == before ? "nothing heard" : nil }
+                _ = try await poll(every: .milliseconds(20), timeout: .seconds(10)) {
+                    heard.load(ordering: .relaxed) == before ? "nothing heard" : nil
+                }
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(heard.load(ordering: .relaxed) == before + 1)
             }
@@ -197,7 +222,8 @@ extension IntegrationTests {
                 let drafts = (0..<3).map { IntentDraft(eventID: event.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) }
                 _ = try await store.enqueue(drafts)
                 // A trigger that fails the settle statement halfway, as a crash or a timeout would.
-                try await store.client.query("""
+                try await store.client.query(
+                    """
                     CREATE FUNCTION fail_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$
                     """)
                 try await store.client.query("CREATE TRIGGER fail_settle BEFORE INSERT ON outcomes FOR EACH ROW EXECUTE FUNCTION fail_once()")
@@ -219,13 +245,16 @@ extension IntegrationTests {
             try await withStore(database, logger: testLogger) { store in
                 let busy = try await store.createEvent(name: "Busy", layout: .generalAdmission(capacity: 5))
                 let free = try await store.createEvent(name: "Free", layout: .generalAdmission(capacity: 5))
-                _ = try await store.enqueue([busy, free].map { IntentDraft(eventID: $0.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                _ = try await store.enqueue(
+                    [busy, free].map { IntentDraft(eventID: $0.id, customer: "c", request: .anywhere(quantity: 1), idempotencyKey: nil) })
                 try await store.client.withTransaction(logger: testLogger) { connection in
                     try await connection.query("SELECT 1 FROM inventory WHERE event_id = \(busy.id) FOR NO KEY UPDATE", logger: testLogger)
                     let report = try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) }
                     #expect(report?.eventID == free.id)
                     // Intake is not blocked by the held allocation right.
-                    let accepted = try await store.enqueue([IntentDraft(eventID: busy.id, customer: "d", request: .anywhere(quantity: 1), idempotencyKey: nil)])
+                    let accepted = try await store.enqueue([
+                        IntentDraft(eventID: busy.id, customer: "d", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                    ])
                     #expect(accepted.count == 1)
                     #expect(try await store.allocateNextBatch(batchSizeMax: 10) { Allocator.allocate($1, from: &$0) } == nil)
                 }

@@ -72,12 +72,16 @@ struct LiveAPI: Sendable {
     }
 
     /// Sends a request and returns the status with the whole JSON object (nested values included).
-    func sendJSON(_ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []) async throws -> (status: Int, object: [String: Any]) {
+    func sendJSON(
+        _ method: HTTPMethod, _ path: String, body: String? = nil, headers: [(String, String)] = []
+    ) async throws -> (status: Int, object: [String: Any]) {
         let (status, _, json) = try await exchange(method, path, body: body, headers: headers)
         return (status, json)
     }
 
-    private func exchange(_ method: HTTPMethod, _ path: String, body: String?, headers: [(String, String)]) async throws -> (Int, [(String, String)], [String: Any]) {
+    private func exchange(
+        _ method: HTTPMethod, _ path: String, body: String?, headers: [(String, String)]
+    ) async throws -> (Int, [(String, String)], [String: Any]) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -113,9 +117,11 @@ struct LiveAPI: Sendable {
 
 /// Runs `body` against an API on a fresh database, then shuts everything down.
 /// `prepare` may change how the database is reached (say, through PgBouncer) before anything connects.
-func withLiveAPI(configure: (inout APIConfiguration) -> Void = { _ in },
-                 prepare: (DatabaseConfiguration) async throws -> DatabaseConfiguration = { $0 },
-                 _ body: @Sendable @escaping (LiveAPI) async throws -> Void) async throws {
+func withLiveAPI(
+    configure: (inout APIConfiguration) -> Void = { _ in },
+    prepare: (DatabaseConfiguration) async throws -> DatabaseConfiguration = { $0 },
+    _ body: @Sendable @escaping (LiveAPI) async throws -> Void
+) async throws {
     let database = try await prepare(try await TestCluster.freshDatabase())
     let store = Store(configuration: database, logger: testLogger)
     var configuration = APIConfiguration()

@@ -13,9 +13,10 @@ struct MethodGuardMiddleware<Context: RequestContext>: RouterMiddleware {
 
     init(table: [(path: String, methods: [HTTPRequest.Method])]) {
         routes = table.map { entry in
-            Route(segments: entry.path.split(separator: "/"),
-                  allow: entry.methods.map(\.rawValue).joined(separator: ", "),
-                  methods: Set(entry.methods))
+            Route(
+                segments: entry.path.split(separator: "/"),
+                allow: entry.methods.map(\.rawValue).joined(separator: ", "),
+                methods: Set(entry.methods))
         }
     }
 
@@ -27,9 +28,10 @@ struct MethodGuardMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError where error.status == .notFound {
             let segments = request.uri.path.split(separator: "/")
             if let route = routes.first(where: { Self.matches($0.segments, segments) }), !route.methods.contains(request.method) {
-                throw APIError(.methodNotAllowed, "method_not_allowed",
-                               "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(route.allow)",
-                               headers: [.allow: route.allow])
+                throw APIError(
+                    .methodNotAllowed, "method_not_allowed",
+                    "\(request.method.rawValue) is not allowed on \(request.uri.path); use \(route.allow)",
+                    headers: [.allow: route.allow])
             }
             throw error
         }

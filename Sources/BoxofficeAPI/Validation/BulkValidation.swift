@@ -52,8 +52,9 @@ enum BulkValidation {
             throw tooManyItems(itemsMax)
         }
         guard case .array(let items) = parsed else {
-            throw APIError(.badRequest, "malformed_json",
-                           "the request body must be a JSON array of intents (or NDJSON with Content-Type: application/x-ndjson)")
+            throw APIError(
+                .badRequest, "malformed_json",
+                "the request body must be a JSON array of intents (or NDJSON with Content-Type: application/x-ndjson)")
         }
         return items
     }

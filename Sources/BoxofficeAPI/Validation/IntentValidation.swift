@@ -45,8 +45,10 @@ enum IntentValidation {
     }
 
     /// A validated intent from a request body (single, or one item of a bulk request).
-    static func draft(_ body: JSONObject, eventID: EventID, layout: EventLayout, idempotencyKey: String?,
-                      limits: APIConfiguration) throws -> IntentDraft {
+    static func draft(
+        _ body: JSONObject, eventID: EventID, layout: EventLayout, idempotencyKey: String?,
+        limits: APIConfiguration
+    ) throws -> IntentDraft {
         IntentDraft(
             eventID: eventID,
             customer: try body.string("customer", lengthMax: limits.customerLengthMax)!,
@@ -92,7 +94,8 @@ extension APIError {
     /// Names no intent: the id of the intent that holds the key is the capability to read it, and the
     /// caller may not be the buyer who made it.
     static func keyReused(_ key: String) -> APIError {
-        APIError(.unprocessableContent, "idempotency_key_reused",
-                 "Idempotency-Key \(key) was already used with a different request; use a new key for a new request")
+        APIError(
+            .unprocessableContent, "idempotency_key_reused",
+            "Idempotency-Key \(key) was already used with a different request; use a new key for a new request")
     }
 }
