@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Domain values, the allocator and the one seeded generator. Pure Swift: no I/O, no Postgres.
@@ -45,12 +47,25 @@ let package = Package(
             // db/migrations, compiled in: a deployed binary needs no source checkout to migrate.
             plugins: ["EmbedFiles"]
         ),
+        // The process's metrics (swift-metrics, rendered by swift-prometheus): names, intake and worker
+        // recorders, the queue depth read at scrape time.
+        .target(
+            name: "BoxofficeMetrics",
+            dependencies: [
+                "BoxofficeCore",
+                "BoxofficeStore",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // Hummingbird 2 routes: intake (group commit), status (long-poll), events, health.
         .target(
             name: "BoxofficeAPI",
             dependencies: [
                 "BoxofficeConcurrency",
                 "BoxofficeCore",
+                "BoxofficeMetrics",
                 "BoxofficeStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -72,6 +87,7 @@ let package = Package(
             dependencies: [
                 "BoxofficeConcurrency",
                 "BoxofficeCore",
+                "BoxofficeMetrics",
                 "BoxofficeStore",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -121,6 +137,7 @@ let package = Package(
                 "EmbeddedPostgres",
                 "BoxofficeHarness",
                 "BoxofficeBench",
+                "BoxofficeMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -136,7 +153,7 @@ let package = Package(
         // No database: the API's byte-level JSON reader and writer (checked against Foundation's), the
         // access-token rule, request validation and the route table, DATABASE_URL's TLS settings and the
         // migrations compiled into the binary.
-        .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeStore"]),
+        .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeMetrics", "BoxofficeStore"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",
             dependencies: [
@@ -147,6 +164,7 @@ let package = Package(
                 "EmbeddedPostgres",
                 "BoxofficeHarness",
                 "BoxofficeBench",
+                "BoxofficeMetrics",
                 "boxoffice",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]

@@ -1,4 +1,5 @@
 import BoxofficeCore
+import BoxofficeMetrics
 import BoxofficeStore
 import Foundation
 import HTTPTypes
@@ -43,6 +44,8 @@ public struct APIConfiguration: Sendable {
     public var clientCounters = ClientLimitCounters()
     public var groupCommit = IntakeGroupCommit.Configuration()
     public var watcher = OutcomeWatcher.Configuration()
+    /// Serves `GET /metrics` and records HTTP, intake and queue-depth metrics there; nil: no metrics.
+    public var metrics: BoxofficeMetrics?
 
     public init() {}
 }
@@ -53,11 +56,15 @@ public func buildApplication(
     store: Store, configuration: APIConfiguration, logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let groupCommit = IntakeGroupCommit(store: store, configuration: configuration.groupCommit, logger: logger)
+    let groupCommit = IntakeGroupCommit(
+        store: store, configuration: configuration.groupCommit, logger: logger, metrics: configuration.metrics.map(IntakeMetrics.init))
+    if let metrics = configuration.metrics { metrics.add(QueueDepthRefresher(store: store, metrics: metrics)) }
     let watcher = OutcomeWatcher(store: store, configuration: configuration.watcher, logger: logger)
     let routes = RouteTable.api(store: store, groupCommit: groupCommit, watcher: watcher, configuration: configuration)
     // HEAD is answered for every GET route (same status and headers, no body).
     let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+    // Outermost, so it sees every answer's status (by route template, never the raw path).
+    if configuration.metrics != nil { router.middlewares.add(MetricsMiddleware()) }
     router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
     router.middlewares.add(MethodGuardMiddleware(table: routes.allowedMethods))
     routes.register(on: router, access: configuration.access)
@@ -80,7 +87,7 @@ extension RouteTable {
     static func api(store: Store, groupCommit: IntakeGroupCommit, watcher: OutcomeWatcher, configuration: APIConfiguration) -> RouteTable {
         let bounded = BoundedStore(store: store, waitMilliseconds: configuration.databaseWaitMilliseconds)
         return RouteTable(controllers: [
-            OperationsController(store: bounded),
+            OperationsController(store: bounded, metrics: configuration.metrics),
             EventController(store: bounded, configuration: configuration),
             IntentController(
                 store: bounded, groupCommit: groupCommit, watcher: watcher, configuration: configuration,

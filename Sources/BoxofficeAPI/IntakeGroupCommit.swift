@@ -1,4 +1,5 @@
 import BoxofficeConcurrency
+import BoxofficeMetrics
 import BoxofficeStore
 import Logging
 import ServiceLifecycle
@@ -80,9 +81,12 @@ public final class IntakeGroupCommit: Service, Sendable {
     let failures: RepeatedLog
     /// When this process last sent the intake NOTIFY.
     let lastNotify = Mutex<ContinuousClock.Instant?>(nil)
+    /// Requests by result, group sizes, time to commit; nil records nothing.
+    let metrics: IntakeMetrics?
 
-    public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
+    public init(store: Store, configuration: Configuration = .init(), logger: Logger, metrics: IntakeMetrics? = nil) {
         self.store = store
+        self.metrics = metrics
         self.configuration = configuration
         self.logger = logger
         self.failures = RepeatedLog(logger: logger)
@@ -92,6 +96,30 @@ public final class IntakeGroupCommit: Service, Sendable {
     /// intake is overloaded, stopping or failing fast, else when its group fails or `deadline`
     /// passes. A request whose deadline passes before its group is written is never written.
     public func submit(_ draft: IntentDraft, deadline: ContinuousClock.Instant) async throws -> IntakeResult {
+        guard let metrics else { return try await wait(for: draft, deadline: deadline) }
+        let started = ContinuousClock.now
+        do {
+            let result = try await wait(for: draft, deadline: deadline)
+            switch result {
+            case .accepted: metrics.answered(.accepted, waited: .now - started)
+            case .replayed: metrics.answered(.replayed, waited: .now - started)
+            case .keyReused: metrics.answered(.keyReused)
+            }
+            return result
+        } catch let refusal as Refusal {
+            switch refusal {
+            case .overloaded: metrics.answered(.overloaded)
+            case .stopped: metrics.answered(.shuttingDown)
+            case .deadlineExceeded, .databaseFailing: metrics.answered(.unavailable)
+            }
+            throw refusal
+        } catch {
+            metrics.answered(.failed)
+            throw error
+        }
+    }
+
+    private func wait(for draft: IntentDraft, deadline: ContinuousClock.Instant) async throws -> IntakeResult {
         try await withCheckedThrowingContinuation { continuation in
             let outcome: Result<CheckedContinuation<Void, Never>?, Refusal> = state.withLock { state in
                 if state.stopped { return .failure(.stopped) }
@@ -202,6 +230,7 @@ public final class IntakeGroupCommit: Service, Sendable {
                     try await self.store.enqueue(drafts, notify: notify, sendBefore: deadline)
                 }
                 state.withLock { $0.health = .healthy }
+                metrics?.committedGroup(size: group.count)
                 for (waiting, result) in zip(group, results) { waiting.continuation.resume(returning: result) }
             } catch {
                 // Requests still waiting would meet the same database: they are answered now, not at their deadlines.

@@ -19,6 +19,10 @@ public struct BatchReport: Sendable, Equatable {
     /// The largest intent id settled: a worker that shrank this event's claims after failures knows
     /// from it when the batch it suspects has been worked through.
     public let intentIDMax: Int64
+    /// Rejections by reason (quarantined rows included), for metrics.
+    public var rejectedByReason: [String: Int] = [:]
+    /// Seconds from each settled intent's acceptance to its decision (the settle statement's time), for metrics.
+    public var decisionSeconds: [Double] = []
 }
 
 extension Store {
@@ -87,13 +91,17 @@ extension Store {
                 // From here on a failure may be the doing of an intent of the batch (a value the settle
                 // statement refuses, a row that makes it run past the statement timeout).
                 suspects = claimed
-                try await self.settle(
+                let decisionSeconds = try await self.settle(
                     eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
                     ticketsSold: ticketsSold, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
+                var rejectedByReason: [String: Int] = [:]
+                for outcome in outcomes where !outcome.isConfirmed { rejectedByReason[outcome.columns.reason, default: 0] += 1 }
+                for row in invalid { rejectedByReason[Outcome.rejected(row.reason).columns.reason, default: 0] += 1 }
                 return BatchReport(
                     eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
-                    quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0)
+                    quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0, rejectedByReason: rejectedByReason,
+                    decisionSeconds: decisionSeconds)
             } catch {
                 throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
@@ -125,7 +133,7 @@ extension Store {
     func settle(
         eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
         ticketsSold: Int, on connection: PostgresConnection
-    ) async throws {
+    ) async throws -> [Double] {
         let count = batch.count + setAside.count
         var statuses: [String] = []
         var reasons: [String] = []
@@ -153,13 +161,16 @@ extension Store {
         let statement = SettleStatement(
             eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
             seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
-        for (recorded, kept, rowsWritten, counted, _) in try await rows(statement, on: connection) {
+        var decisionSeconds: [Double] = []
+        for (recorded, kept, rowsWritten, counted, _, waited) in try await rows(statement, on: connection) {
+            decisionSeconds = waited
             guard recorded == count, kept == setAside.count, rowsWritten == changed.count, counted == 1 else {
                 throw StoreError.invariantBroken(
                     "event \(eventID): settle wrote \(recorded)/\(count) outcomes, \(kept)/\(setAside.count) quarantine rows, \(rowsWritten)/\(changed.count) seat rows, \(counted)/1 inventory rows"
                 )
             }
         }
+        return decisionSeconds
     }
 }
 
@@ -238,7 +249,7 @@ struct SeatRowsStatement: StoreStatement {
 /// rows that made no request recorded in `quarantine` (those with an error), changed seat rows and the
 /// counters updated, waiters notified at commit; returns the row counts so the caller can check them.
 struct SettleStatement: StoreStatement {
-    typealias Row = (Int, Int, Int, Int, String)
+    typealias Row = (Int, Int, Int, Int, String, [Double])
     static let sample = SettleStatement(
         eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0)
     let eventID: EventID
@@ -272,7 +283,7 @@ struct SettleStatement: StoreStatement {
                    coalesce(string_to_array(NULLIF(d.seats, ''), ','), '{}'), m.seats, m.created_at, statement_timestamp()
             FROM moved m JOIN decided d ON d.intent_id = m.id
             WHERE m.event_id = \(eventID)
-            RETURNING 1
+            RETURNING extract(epoch FROM decided_at - accepted_at)::float8 AS waited
         ), kept AS (
             INSERT INTO quarantine (intent_id, public_id, event_id, reason, error, quarantined_at)
             SELECT m.id, m.public_id, m.event_id, d.reason, d.error, statement_timestamp()
@@ -291,7 +302,8 @@ struct SettleStatement: StoreStatement {
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM recorded), (SELECT count(*) FROM kept), (SELECT count(*) FROM rows_written), (SELECT count(*) FROM counted),
-               pg_notify(\(Store.outcomesChannel), \(eventID)::text)
+               pg_notify(\(Store.outcomesChannel), \(eventID)::text),
+               (SELECT coalesce(array_agg(waited), '{}') FROM recorded)
         """
     }
 

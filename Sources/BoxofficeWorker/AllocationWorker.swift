@@ -1,5 +1,6 @@
 import BoxofficeConcurrency
 import BoxofficeCore
+import BoxofficeMetrics
 import BoxofficeStore
 import Histogram
 import Logging
@@ -82,8 +83,10 @@ public final class AllocationWorker: Service, Sendable {
     let logger: Logger
     let doorbell = Doorbell()
     let totalsState = Mutex(Totals())
+    /// Recorded where the totals are; nil records nothing.
+    let metrics: WorkerMetrics?
 
-    public init(store: Store, configuration: Configuration = .init(), logger: Logger) {
+    public init(store: Store, configuration: Configuration = .init(), logger: Logger, metrics: WorkerMetrics? = nil) {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
         precondition(
             configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
@@ -91,11 +94,14 @@ public final class AllocationWorker: Service, Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
     }
 
     public var totals: Totals { totalsState.withLock { $0 } }
 
     public func run() async throws {
+        metrics?.setRunning(true)
+        defer { metrics?.setRunning(false) }
         await withDiscardingTaskGroup { group in
             if configuration.listen {
                 group.addTask { await self.listenForIntents() }
@@ -165,6 +171,7 @@ public final class AllocationWorker: Service, Sendable {
                     totals.quarantined += report.quarantined
                     totals.ticketsSold += report.ticketsSold
                 }
+                metrics?.settled(report, duration: .now - started)
                 if report.quarantined > 0 {
                     logger.warning(
                         "rejected queued rows that make no request (invalid_request); see the quarantine table",
@@ -194,6 +201,7 @@ public final class AllocationWorker: Service, Sendable {
                 where failure.mayBeTheBatch && quarantinesByEvent[failure.eventID, default: 0] < configuration.quarantinesPerEventMax
             {
                 totalsState.withLock { $0.failedClaims += 1 }
+                metrics?.failed()
                 if await strain(failure, in: &strains) {
                     quarantinesByEvent[failure.eventID, default: 0] += 1
                     if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
@@ -213,6 +221,7 @@ public final class AllocationWorker: Service, Sendable {
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch {
                 totalsState.withLock { $0.failedClaims += 1 }
+                metrics?.failed()
                 logger.warning(
                     "batch failed and was rolled back; its intents will be claimed again",
                     metadata: [

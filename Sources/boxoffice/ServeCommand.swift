@@ -1,5 +1,6 @@
 import ArgumentParser
 import BoxofficeAPI
+import BoxofficeMetrics
 import BoxofficeStore
 import Foundation
 import Logging
@@ -45,6 +46,7 @@ struct Serve: AsyncParsableCommand {
             "Set the open-file (descriptor) limit to exactly this (default: raise the soft limit as far as the connection caps need, up to the hard limit)."
     ) var openFilesMax: Int?
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @Flag(help: "Serve no GET /metrics (Prometheus text format) and record no metrics.") var noMetrics = false
     @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
@@ -91,6 +93,7 @@ struct Serve: AsyncParsableCommand {
         configuration.bulkRequestsMax = bulkRequestsMax
         configuration.watcher.listen = !noListen
         configuration.access = try accessControl()
+        if !noMetrics { configuration.metrics = BoxofficeMetrics.bootstrapped() }
         var databaseConfiguration = try database.configuration()
         databaseConfiguration.keepsConnectionsOpen = true
         // A statement the API has given up on (its client was answered 503) must not keep running on

@@ -1,4 +1,6 @@
 import ArgumentParser
+import BoxofficeAPI
+import BoxofficeMetrics
 import BoxofficeStore
 import BoxofficeWorker
 import Foundation
@@ -31,6 +33,9 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Intents of one event this worker quarantines at most; past it the event's failures are backed off and logged as errors.")
     var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
     @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
+    @Option(help: "Serve GET /metrics (Prometheus text format) on this port; off unless given (0 picks a free one and logs it).")
+    var metricsPort: Int?
+    @Option(help: "Address the metrics endpoint listens on (loopback unless a scraper elsewhere needs it).") var metricsHost = "127.0.0.1"
     @Option(help: .hidden) var parentPid: Int32?
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
@@ -42,6 +47,7 @@ struct Work: AsyncParsableCommand {
         guard (1...100).contains(quarantineFailures) else { throw ValidationError("--quarantine-failures must be 1...100") }
         guard (0...86_400).contains(quarantineTimeoutSeconds) else { throw ValidationError("--quarantine-timeout-seconds must be 0...86400") }
         guard (0...100_000).contains(quarantinesPerEventMax) else { throw ValidationError("--quarantines-per-event-max must be 0...100000") }
+        if let metricsPort { guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0...65535") } }
     }
 
     func run() async throws {
@@ -60,8 +66,16 @@ struct Work: AsyncParsableCommand {
         configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
         configuration.quarantinesPerEventMax = quarantinesPerEventMax
         configuration.listen = !noListen
-        let worker = AllocationWorker(store: store, configuration: configuration, logger: logger)
+        let metrics = metricsPort.map { _ in BoxofficeMetrics.bootstrapped() }
+        let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
+        if let metrics, let metricsPort {
+            let host = metricsHost
+            services.append(
+                buildMetricsApplication(metrics: metrics, host: host, port: metricsPort, logger: logger) { port in
+                    logger.info("metrics listening", metadata: ["address": "http://\(host):\(port)/metrics"])
+                })
+        }
         if let parentPid { services.append(ParentWatch(parentPID: parentPid)) }
         logger.info("worker started", metadata: ["batch_size": "\(batchSize)", "database": "\(databaseConfiguration)"])
         let group = ServiceGroup(
