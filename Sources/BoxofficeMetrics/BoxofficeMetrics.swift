@@ -34,12 +34,13 @@ public final class BoxofficeMetrics: Sendable {
         self.factory = factory
     }
 
-    /// A registry that is also the process's `MetricsSystem`: call once per process (`serve`, `work`), never in tests.
-    public static func bootstrapped() -> BoxofficeMetrics {
+    /// The metrics that are also the process's `MetricsSystem` (`serve`, `work`; the one test that checks
+    /// Hummingbird's HTTP metrics): bootstrapped on first use, so never twice in one process.
+    public static let processWide: BoxofficeMetrics = {
         let metrics = BoxofficeMetrics()
         MetricsSystem.bootstrap(metrics.factory)
         return metrics
-    }
+    }()
 
     /// Runs `refresher` before every exposition.
     public func add(_ refresher: any MetricsRefresher) {
@@ -49,8 +50,47 @@ public final class BoxofficeMetrics: Sendable {
     /// The Prometheus text exposition (format 0.0.4), after the refreshers ran.
     public func exposition() async -> [UInt8] {
         for refresher in refreshers.withLock({ $0 }) { await refresher.refresh() }
-        return registry.emitToBuffer()
+        return Self.withHelp(registry.emitToString())
     }
+
+    /// swift-metrics carries no help text, and `promtool check metrics` wants one per family: a `# HELP`
+    /// line from ``help`` goes before each `# TYPE` line.
+    static func withHelp(_ text: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count + 4_096)
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE "), let name = line.dropFirst(7).split(separator: " ").first {
+                out += Array("# HELP \(name) \(help[String(name)] ?? "Boxoffice metric \(name).")\n".utf8)
+            }
+            out += Array(line.utf8)
+            out.append(UInt8(ascii: "\n"))
+        }
+        if out.last == UInt8(ascii: "\n"), out.dropLast().last == UInt8(ascii: "\n") { out.removeLast() }
+        return out
+    }
+
+    /// Each family's `# HELP` text: what it counts, in which unit.
+    public static let help: [String: String] = [
+        Names.intakeRequests: "Intake requests (POST /events/{id}/intents) that reached the group commit, by result.",
+        Names.intakeGroupSize: "Rows per group-commit INSERT.",
+        Names.intakeCommitDuration: "Seconds from an intake request's submission to the commit of its row (accepted and replayed).",
+        Names.claims: "Claims (claimed batches) settled and committed by this worker.",
+        Names.claimFailures: "Claims that failed and were rolled back (their intents are claimed again).",
+        Names.claimDuration: "Seconds of one claim, from BEGIN to COMMIT.",
+        Names.claimIntents: "Intents per settled claim.",
+        Names.decisions: "Intents decided, by status (confirmed, rejected) and rejection reason.",
+        Names.ticketsSold: "Tickets (seats or general-admission tickets) sold.",
+        Names.decisionLatency: "Seconds from an intent's acceptance to its decision (the settle statement's time).",
+        Names.lastClaim: "Unix time of this worker's last settled claim.",
+        Names.workerRunning: "1 while this worker's claim loop runs, 0 once it stopped.",
+        Names.queueDepth: "Queued intents per event with work (exact up to 1000, estimated above), read at scrape time, cached 1 s.",
+        Names.queueDepthEvents: "Events with queued intents at the last queue-depth read.",
+        Names.queueDepthScrapeFailures: "Queue-depth reads that failed (the database did not answer).",
+        "http_server_requests_total": "HTTP requests answered, by route template, method and status.",
+        "http_server_request_errors_total": "HTTP requests that ended in an error, by route template, method and status.",
+        "http_server_request_duration_seconds": "Seconds to answer an HTTP request, by route template, method and status.",
+        "http_server_active_requests": "HTTP requests in progress, by method.",
+    ]
 
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 

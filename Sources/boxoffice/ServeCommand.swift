@@ -93,7 +93,7 @@ struct Serve: AsyncParsableCommand {
         configuration.bulkRequestsMax = bulkRequestsMax
         configuration.watcher.listen = !noListen
         configuration.access = try accessControl()
-        if !noMetrics { configuration.metrics = BoxofficeMetrics.bootstrapped() }
+        if !noMetrics { configuration.metrics = BoxofficeMetrics.processWide }
         var databaseConfiguration = try database.configuration()
         databaseConfiguration.keepsConnectionsOpen = true
         // A statement the API has given up on (its client was answered 503) must not keep running on

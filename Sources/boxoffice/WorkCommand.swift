@@ -66,7 +66,7 @@ struct Work: AsyncParsableCommand {
         configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
         configuration.quarantinesPerEventMax = quarantinesPerEventMax
         configuration.listen = !noListen
-        let metrics = metricsPort.map { _ in BoxofficeMetrics.bootstrapped() }
+        let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
         if let metrics, let metricsPort {
