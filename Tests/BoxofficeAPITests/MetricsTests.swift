@@ -48,6 +48,10 @@ struct MetricsTests {
         #expect(text.contains("boxoffice_worker_claims_total 1"))
         #expect(text.contains("boxoffice_worker_running 1"))
         #expect(!text.contains("_total_total"))
+        // promtool check metrics wants a HELP line per family.
+        let families = text.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.count
+        #expect(families > 0 && text.split(separator: "\n").filter { $0.hasPrefix("# HELP ") }.count == families)
+        #expect(text.contains("# HELP boxoffice_tickets_sold_total Tickets"))
     }
 
     @Test("Hummingbird's HTTP metrics are renamed to Prometheus conventions with route-template labels")
