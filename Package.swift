@@ -52,6 +52,7 @@ let package = Package(
         .target(
             name: "BoxofficeMetrics",
             dependencies: [
+                "BoxofficeConcurrency",
                 "BoxofficeCore",
                 "BoxofficeStore",
                 .product(name: "Metrics", package: "swift-metrics"),

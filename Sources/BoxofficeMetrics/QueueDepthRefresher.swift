@@ -1,3 +1,4 @@
+import BoxofficeConcurrency
 import BoxofficeCore
 import BoxofficeStore
 import CoreMetrics
@@ -22,9 +23,14 @@ public final class QueueDepthRefresher: MetricsRefresher {
     }
     let state = Mutex(State())
 
-    public init(store: Store, metrics: BoxofficeMetrics, cacheFor: Duration = .seconds(1)) {
+    /// Longest a scrape waits for the read (a database that is down never holds a scrape; the gauges
+    /// keep their last values and ``BoxofficeMetrics/Names/queueDepthScrapeFailures`` counts it).
+    let readTimeout: Duration
+
+    public init(store: Store, metrics: BoxofficeMetrics, cacheFor: Duration = .seconds(1), readTimeout: Duration = .seconds(2)) {
         self.store = store
         self.cacheFor = cacheFor
+        self.readTimeout = readTimeout
         self.factory = metrics.factory
         events = Gauge(label: BoxofficeMetrics.Names.queueDepthEvents, factory: metrics.factory)
         failures = Counter(label: BoxofficeMetrics.Names.queueDepthScrapeFailures, factory: metrics.factory)
@@ -41,7 +47,8 @@ public final class QueueDepthRefresher: MetricsRefresher {
         guard due else { return }
         let depths: [(EventID, Int)]?
         do {
-            depths = try await store.queueDepths()
+            let store = self.store
+            depths = try await withTimeout(readTimeout) { try await store.queueDepths() }
         } catch {
             depths = nil
             failures.increment()

@@ -1,5 +1,6 @@
 import BoxofficeAPI
 import BoxofficeHarness
+import BoxofficeMetrics
 import Foundation
 import Testing
 
@@ -22,7 +23,12 @@ extension IntegrationTests {
         func schemathesis() async throws {
             let producer = AccessControl.randomToken()
             let admin = AccessControl.randomToken()
-            try await withLiveAPI(configure: { $0.access = .tokens(producer: producer, admin: admin) }) { api in
+            // Metrics on, as `serve` runs by default: /metrics is in the document (a registry of its own,
+            // so the Prometheus test's process-wide counters are not this run's).
+            try await withLiveAPI(configure: {
+                $0.access = .tokens(producer: producer, admin: admin)
+                $0.metrics = BoxofficeMetrics()
+            }) { api in
                 // Workers settle what the fuzzer enqueues, so long-polls in its stateful phase end early.
                 let workers = workerProcesses(api.database, batchSize: 64)
                 try workers.spawn(1)
