@@ -129,7 +129,8 @@ extension Store {
     /// Writes a decided batch with one statement: outcomes in, intents out, set-aside rows rejected
     /// with their reason and recorded in `quarantine`, changed seat rows and the counters updated,
     /// waiters notified at commit. Row counts are checked: the second place the "settled exactly once"
-    /// invariant is asserted.
+    /// invariant is asserted. Returns each settled intent's decision latency (accepted → decided, seconds).
+    @discardableResult
     func settle(
         eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
         ticketsSold: Int, on connection: PostgresConnection
