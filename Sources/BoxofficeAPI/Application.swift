@@ -58,6 +58,7 @@ public func buildApplication(
     let routes = RouteTable.api(store: store, groupCommit: groupCommit, watcher: watcher, configuration: configuration)
     // HEAD is answered for every GET route (same status and headers, no body).
     let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+    router.middlewares.add(RequestIDMiddleware())
     router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
     router.middlewares.add(MethodGuardMiddleware(table: routes.allowedMethods))
     routes.register(on: router, access: configuration.access)

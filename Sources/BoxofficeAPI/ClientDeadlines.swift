@@ -52,6 +52,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     struct Pending {
         var keepAlive: Bool
         var http10: Bool
+        /// Its `X-Request-ID`, settled here (``RequestIdentity``): a `408` written below the router carries it.
+        var requestID: String
         /// Its body has been read to the end.
         var ended = false
         /// Its response has been written to the end.
@@ -126,8 +128,10 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head):
-            var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0)
+        case .head(var head):
+            let requestID = RequestIdentity.settle(head.headers[canonicalForm: RequestIdentity.headerName].map(String.init))
+            head.headers.replaceOrAdd(name: RequestIdentity.headerName, value: requestID)
+            var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0, requestID: requestID)
             if head.method == .CONNECT || head.headers.contains(name: "upgrade") {
                 upgradeRequested = true
                 request.keepAlive = false
@@ -138,6 +142,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
                 responseStarted = false
                 enter(.readingBody)
             }
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
         case .body:
             break
         case .end:
@@ -290,7 +296,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
             "the request body did not arrive within \(limits.bodyReadTimeout) of its head; send it at once")
     }
 
-    /// Answers with the API's JSON error body and closes the connection.
+    /// Answers with the API's JSON error body and closes the connection; with the id of the request
+    /// being read, or a fresh one when no head arrived (a slow or oversized head, garbage).
     private func refuse(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String) {
         guard !closing else { return }
         timer?.cancel()
@@ -303,6 +310,7 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         body.writeString(#""}"#)
         let headers = HTTPHeaders([
             ("content-type", "application/json; charset=utf-8"), ("content-length", "\(body.readableBytes)"), ("connection", "close"),
+            (RequestIdentity.headerName, pending.first?.requestID ?? RequestIdentity.generate()),
         ])
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
