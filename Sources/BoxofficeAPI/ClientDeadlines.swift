@@ -129,7 +129,7 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(var head):
-            let requestID = RequestIdentity.settle(head.headers[canonicalForm: RequestIdentity.headerName].map(String.init))
+            let requestID = RequestIdentity.settle(head.headers[RequestIdentity.headerName])
             head.headers.replaceOrAdd(name: RequestIdentity.headerName, value: requestID)
             var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0, requestID: requestID)
             if head.method == .CONNECT || head.headers.contains(name: "upgrade") {

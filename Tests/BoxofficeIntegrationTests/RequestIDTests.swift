@@ -32,6 +32,8 @@ extension IntegrationTests {
                     #expect(reply.status == status, "\(path)")
                     #expect(requestID(reply) == [chosen], "\(path): \(requestID(reply))")
                 }
+                let comma = try await api.send(.GET, "/health", headers: [("X-Request-ID", "a,b;c=d")])
+                #expect(requestID(comma) == ["a,b;c=d"], "a comma is visible ASCII: \(requestID(comma))")
                 let refused = try await api.post("/events", #"{"name": ""}"#, headers: [("X-Request-ID", "abc")])
                 #expect(refused.status >= 400 && requestID(refused) == ["abc"], "\(refused.status) \(requestID(refused))")
 
