@@ -240,9 +240,14 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         if timer == nil { arm(context, at: due) }
     }
 
+    /// Schedules the one timer at `due`, or sooner: never later than the shortest phase timeout from
+    /// now. A phase entered while the timer runs (a 10 s body after a 15 s idle wait was armed) has
+    /// a deadline no earlier than that, so the timer always fires by it and re-arms for the rest:
+    /// every deadline is kept on time, for about one scheduled task per shortest timeout.
     private func arm(_ context: ChannelHandlerContext, at due: NIODeadline) {
+        let shortest = min(limits.idleTimeout, limits.headReadTimeout, limits.bodyReadTimeout)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(deadline: due) { loopBound.value.timerFired() }
+        timer = context.eventLoop.scheduleTask(deadline: min(due, .now() + TimeAmount(shortest))) { loopBound.value.timerFired() }
     }
 
     private func timerFired() {
