@@ -69,6 +69,7 @@ struct ErrorMappingMiddleware<Context: RequestContext>: RouterMiddleware {
                 .warning, key: "request failed", "request failed; answered 503",
                 metadata: [
                     "path": "\(request.uri.path)", "error": "\(describeDatabaseError(error))",
+                    RequestIdentity.metadataKey: context.logger[metadataKey: RequestIdentity.metadataKey] ?? "-",
                 ])
             throw APIError.databaseUnavailable
         }

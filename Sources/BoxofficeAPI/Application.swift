@@ -63,7 +63,9 @@ public func buildApplication(
     let routes = RouteTable.api(store: store, groupCommit: groupCommit, watcher: watcher, configuration: configuration)
     // HEAD is answered for every GET route (same status and headers, no body).
     let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
-    // Outermost, so it sees every answer's status (by route template, never the raw path).
+    // First: every answer, errors included, carries the request's id.
+    router.middlewares.add(RequestIDMiddleware())
+    // Next, so it sees every answer's status (by route template, never the raw path).
     if configuration.metrics != nil { router.middlewares.add(MetricsMiddleware()) }
     router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
     router.middlewares.add(MethodGuardMiddleware(table: routes.allowedMethods))

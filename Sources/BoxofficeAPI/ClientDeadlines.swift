@@ -52,6 +52,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
     struct Pending {
         var keepAlive: Bool
         var http10: Bool
+        /// Its `X-Request-ID`, settled here (``RequestIdentity``): a `408` written below the router carries it.
+        var requestID: String
         /// Its body has been read to the end.
         var ended = false
         /// Its response has been written to the end.
@@ -126,8 +128,10 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head):
-            var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0)
+        case .head(var head):
+            let requestID = RequestIdentity.settle(head.headers[RequestIdentity.headerName])
+            head.headers.replaceOrAdd(name: RequestIdentity.headerName, value: requestID)
+            var request = Pending(keepAlive: head.isKeepAlive, http10: head.version == .http1_0, requestID: requestID)
             if head.method == .CONNECT || head.headers.contains(name: "upgrade") {
                 upgradeRequested = true
                 request.keepAlive = false
@@ -138,6 +142,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
                 responseStarted = false
                 enter(.readingBody)
             }
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
         case .body:
             break
         case .end:
@@ -234,9 +240,14 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         if timer == nil { arm(context, at: due) }
     }
 
+    /// Schedules the one timer at `due`, or sooner: never later than the shortest phase timeout from
+    /// now. A phase entered while the timer runs (a 10 s body after a 15 s idle wait was armed) has
+    /// a deadline no earlier than that, so the timer always fires by it and re-arms for the rest:
+    /// every deadline is kept on time, for about one scheduled task per shortest timeout.
     private func arm(_ context: ChannelHandlerContext, at due: NIODeadline) {
+        let shortest = min(limits.idleTimeout, limits.headReadTimeout, limits.bodyReadTimeout)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(deadline: due) { loopBound.value.timerFired() }
+        timer = context.eventLoop.scheduleTask(deadline: min(due, .now() + TimeAmount(shortest))) { loopBound.value.timerFired() }
     }
 
     private func timerFired() {
@@ -290,7 +301,8 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
             "the request body did not arrive within \(limits.bodyReadTimeout) of its head; send it at once")
     }
 
-    /// Answers with the API's JSON error body and closes the connection.
+    /// Answers with the API's JSON error body and closes the connection; with the id of the request
+    /// being read, or a fresh one when no head arrived (a slow or oversized head, garbage).
     private func refuse(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ code: String, _ message: String) {
         guard !closing else { return }
         timer?.cancel()
@@ -303,6 +315,7 @@ final class ClientDeadlines: ChannelDuplexHandler, RemovableChannelHandler {
         body.writeString(#""}"#)
         let headers = HTTPHeaders([
             ("content-type", "application/json; charset=utf-8"), ("content-length", "\(body.readableBytes)"), ("connection", "close"),
+            (RequestIdentity.headerName, pending.first?.requestID ?? RequestIdentity.generate()),
         ])
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)

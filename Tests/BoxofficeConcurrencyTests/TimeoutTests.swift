@@ -6,7 +6,9 @@ import Testing
 /// nothing registered once the waits are over.
 @Suite("Bounded waits", .serialized)
 struct TimeoutTests {
-    @Test("withTimeout returns the body's value, or gives up on a body that ignores cancellation")
+    // A body that ignores cancellation never returns: had withTimeout waited for it, the test would hang, and
+    // the time limit fails it. No tighter bound on the wait: a loaded machine may take seconds to wake it.
+    @Test("withTimeout returns the body's value, or gives up on a body that ignores cancellation", .timeLimit(.minutes(1)))
     func withTimeoutBounds() async throws {
         #expect(try await withTimeout(.seconds(5)) { 42 } == 42)
         let started = ContinuousClock.now
@@ -19,7 +21,7 @@ struct TimeoutTests {
             }
         }
         let waited = ContinuousClock.now - started
-        #expect(waited >= .milliseconds(100) && waited < .seconds(2), "gave up after \(waited)")
+        #expect(waited >= .milliseconds(100), "gave up after \(waited), before the deadline")
     }
 
     @Test("Thousands of finished waits leave no deadline behind")
@@ -39,18 +41,19 @@ struct TimeoutTests {
         #expect(grown < 1_000, "\(grown) deadlines left registered after 5,000 finished waits")
     }
 
-    @Test("A doorbell wakes on a ring (even one rung before the wait), else after its timeout")
+    // Bounds relative to the 30 s timeouts, not to a machine's speed: woken by the ring means well before 30 s.
+    @Test("A doorbell wakes on a ring (even one rung before the wait), else after its timeout", .timeLimit(.minutes(2)))
     func doorbell() async {
         let bell = Doorbell()
         var started = ContinuousClock.now
         await bell.wait(timeout: .milliseconds(80))
         var waited = ContinuousClock.now - started
-        #expect(waited >= .milliseconds(80) && waited < .seconds(2), "timed out after \(waited)")
+        #expect(waited >= .milliseconds(80), "timed out after \(waited), before its timeout")
 
         bell.ring()
         started = .now
         await bell.wait(timeout: .seconds(30))
-        #expect(ContinuousClock.now - started < .seconds(1), "a remembered ring must not wait")
+        #expect(ContinuousClock.now - started < .seconds(20), "a remembered ring must not wait")
 
         started = .now
         async let ringer: Void = {
@@ -60,7 +63,7 @@ struct TimeoutTests {
         await bell.wait(timeout: .seconds(30))
         waited = ContinuousClock.now - started
         await ringer
-        #expect(waited < .seconds(5), "a ring must wake the wait, waited \(waited)")
+        #expect(waited < .seconds(20), "a ring must wake the wait, waited \(waited)")
 
         // A deadline that passes before the wait has parked must still end it.
         for _ in 0..<20 { await bell.wait(timeout: .zero) }
