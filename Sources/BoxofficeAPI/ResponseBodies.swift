@@ -33,12 +33,11 @@ struct EventBody: Encodable {
         sold = summary.sold
         available = summary.available
         pending = summary.pending
+        kind = EventKind(summary.layout).rawValue
         switch summary.layout {
         case .generalAdmission:
-            kind = EventKind.generalAdmission.rawValue
             sections = nil
         case .seatMap(let layout):
-            kind = EventKind.seatMap.rawValue
             sections = layout.map { Section(name: $0.name, rows: $0.rows, seatsPerRow: $0.seatsPerRow) }
         }
     }
@@ -130,11 +129,12 @@ struct StatusBody {
     init(_ status: IntentStatus) { self.status = status }
 
     func response(headers: HTTPFields = [:]) -> Response {
-        let (state, seats, reason, queuePosition): (String, [String], String?, Int?) =
+        let state = IntentStatusWord(status.state).rawValue
+        let (seats, reason, queuePosition): ([String], String?, Int?) =
             switch status.state {
-            case .pending(let ahead): (IntentStatusWord.pending.rawValue, [], nil, ahead + 1)
-            case .decided(.confirmed(_, let labels)): (IntentStatusWord.confirmed.rawValue, labels.map(\.description), nil, nil)
-            case .decided(.rejected(let why)): (IntentStatusWord.rejected.rawValue, [], why.rawValue, nil)
+            case .pending(let ahead): ([], nil, ahead + 1)
+            case .decided(.confirmed(_, let labels)): (labels.map(\.description), nil, nil)
+            case .decided(.rejected(let why)): ([], why.rawValue, nil)
             }
         return JSONWriter.response(headers: headers) { json in
             json.object { json in

@@ -7,7 +7,7 @@ import Synchronization
 
 /// `boxoffice_queue_depth{event}`: queued intents per event with work, read at scrape time with one
 /// statement whose cost follows the number of events with work, never the queue's length (see
-/// ``Store/queueDepths(eventsMax:)``), and cached for ``cacheFor``, so scraping more often (or from
+/// ``Store/queueDepths()``, at most `Store.queueDepthEventsMax` events), and cached for ``cacheFor``, so scraping more often (or from
 /// several Prometheus servers) costs the database no more than one statement per period.
 /// Events whose queue emptied are reported as 0.
 public final class QueueDepthRefresher: MetricsRefresher {

@@ -96,8 +96,8 @@ extension Store {
                     ticketsSold: ticketsSold, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
                 var rejectedByReason: [String: Int] = [:]
-                for outcome in outcomes where !outcome.isConfirmed { rejectedByReason[outcome.columns.reason, default: 0] += 1 }
-                for row in invalid { rejectedByReason[Outcome.rejected(row.reason).columns.reason, default: 0] += 1 }
+                for case .rejected(let reason) in outcomes { rejectedByReason[reason.rawValue, default: 0] += 1 }
+                for row in invalid { rejectedByReason[row.reason.rawValue, default: 0] += 1 }
                 return BatchReport(
                     eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
                     quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0, rejectedByReason: rejectedByReason,

@@ -52,10 +52,6 @@ enum SeatColumn {
         labels.map(\.description).joined(separator: ",")
     }
 
-    static func text(_ labels: [SeatLabel]) -> [String] {
-        labels.map(\.description)
-    }
-
     /// The labels of a `text[]` column; `owner` names the row in the error.
     static func labels(_ column: [String], of owner: @autoclosure () -> String) throws -> [SeatLabel] {
         try column.map { text in
