@@ -19,7 +19,8 @@ struct EventCommand: AsyncParsableCommand {
         @Option(
             help: ArgumentHelp(
                 "Seconds a granted intent is held for payment (0...\(Store.holdSecondsMax)); 0 sells it outright.",
-                discussion: "With holds, a granted intent is `held` with its seats until it is confirmed or its hold expires."))
+                discussion:
+                    "With holds, a granted intent is settled `held`, with its seats and an `expires_at`, and counted in the event's held tickets."))
         var holdSeconds = 0
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var logging: LoggingOptions

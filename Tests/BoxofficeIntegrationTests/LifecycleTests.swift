@@ -1,4 +1,5 @@
 import BoxofficeCore
+import BoxofficeHarness
 import BoxofficeStore
 import Foundation
 import PostgresNIO
@@ -122,6 +123,35 @@ extension IntegrationTests {
                     "UPDATE inventory SET held = held + 1 WHERE event_id = \(event.id)",
                     "UPDATE inventory SET held = held - 1 WHERE event_id = \(event.id)",
                     "event sells more than its capacity, or sold + held + available != capacity")
+            }
+        }
+
+        @Test("A seat-map sale with holds through 4 worker processes and long-polling buyers: every grant held once, held = capacity, verify clean")
+        func heldSaleAcrossWorkers() async throws {
+            try await withLiveAPI { api in
+                let created = try await api.post(
+                    "/events",
+                    #"{"name": "Held", "sections": [{"name": "A", "rows": 10, "seats_per_row": 10}, {"name": "B", "rows": 10, "seats_per_row": 10}], "hold_seconds": 900}"#
+                )
+                let event = try #require(Int64(created["id"] ?? ""))
+                let workers = workerProcesses(api.database, batchSize: 16)
+                try workers.spawn(4)
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 400)
+                load.clients = 32
+                load.quantities = 1...3
+                load.sections = [nil, "A", "B"]
+                let result = await SaleLoad(load).run(client: api.http)
+                #expect(await workers.terminateAll() == [0, 0, 0, 0])
+                #expect(result.undecided == 0 && result.transportErrors == 0 && result.intakeFailures.isEmpty)
+                #expect(result.accepted.count == 400)
+                #expect(result.held == result.confirmed && result.confirmed > 0, "every grant of an event with holds is held")
+                #expect(result.ticketsConfirmed == 200, "400 intents of 1–3 seats must take all 200 seats")
+                #expect(result.seats.count == Set(result.seats).count, "a seat was held twice")
+                let counts = try await api.get("/events/\(event)")
+                #expect(counts["held"] == "200" && counts["sold"] == "0" && counts["available"] == "0")
+                let audit = try await api.store.audit(eventID: event)
+                #expect(audit.isClean, "\(audit.violations)")
+                #expect(audit.held == result.held && audit.outcomes == 400 && audit.pending == 0)
             }
         }
     }
