@@ -22,15 +22,24 @@ struct EventBody: Encodable {
     let kind: String
     let capacity: Int
     let sold: Int
+    let held: Int
     let available: Int
     let pending: Int
+    let holdSeconds: Int
     let sections: [Section]?
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, kind, capacity, sold, held, available, pending, sections
+        case holdSeconds = "hold_seconds"
+    }
 
     init(_ summary: EventSummary) {
         id = summary.id
         name = summary.name
         capacity = summary.capacity
         sold = summary.sold
+        held = summary.held
+        holdSeconds = summary.holdSeconds
         available = summary.available
         pending = summary.pending
         kind = EventKind(summary.layout).rawValue
@@ -122,23 +131,30 @@ struct BulkBody {
     func response() -> Response { JSONWriter.response { json in write(to: &json) } }
 }
 
-/// An intent's status: pending (with its place in the queue), confirmed (with seats) or rejected.
+/// An intent's status: pending (with its place in the queue), held (with seats and `expires_at`),
+/// confirmed (with seats) or rejected.
 struct StatusBody {
     let status: IntentStatus
 
     init(_ status: IntentStatus) { self.status = status }
 
+    /// `expires_at` as RFC 3339 in UTC with milliseconds (`2026-12-02T06:30:00.123Z`).
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+
     func response(headers: HTTPFields = [:]) -> Response {
-        let state = IntentStatusWord(status.state).rawValue
         let (seats, reason, queuePosition): ([String], String?, Int?) =
             switch status.state {
             case .pending(let ahead): ([], nil, ahead + 1)
             case .decided(.confirmed(_, let labels)): (labels.map(\.description), nil, nil)
             case .decided(.rejected(let why)): ([], why.rawValue, nil)
             }
+        let state = status.word.rawValue
         return JSONWriter.response(headers: headers) { json in
             json.object { json in
                 json.field("event_id", Int(status.eventID))
+                json.field("expires_at", status.expiresAt.map(Self.timestamp))
                 json.field("id", status.publicID)
                 json.field("quantity", status.quantity)
                 json.field("queue_position", queuePosition)

@@ -40,10 +40,14 @@ public struct SaleLoad: Sendable {
     public struct Result: Sendable {
         /// Intent ids answered 202, in no particular order.
         public var accepted: [UUID] = []
+        /// Granted intents: sold (`confirmed`), or `held` at an event with holds (also in ``held``).
         public var confirmed = 0
+        /// Of ``confirmed``, the intents granted as `held` (events with `hold_seconds` > 0).
+        public var held = 0
         public var rejected = 0
+        /// Tickets granted (sold or held).
         public var ticketsConfirmed = 0
-        /// Seat labels of confirmed outcomes (seat maps), for duplicate checks by the caller.
+        /// Seat labels of granted outcomes (seat maps), for duplicate checks by the caller.
         public var seats: [String] = []
         /// Responses other than 202 to an intake POST, by status code.
         public var intakeFailures: [Int: Int] = [:]
@@ -60,6 +64,7 @@ public struct SaleLoad: Sendable {
         mutating func merge(_ other: Result) {
             accepted += other.accepted
             confirmed += other.confirmed
+            held += other.held
             rejected += other.rejected
             ticketsConfirmed += other.ticketsConfirmed
             seats += other.seats
@@ -153,8 +158,9 @@ public struct SaleLoad: Sendable {
             if let status = await awaitOutcome(id, client: client, until: deadline) {
                 _ = result.outcomeLatency.record(Self.microseconds(ContinuousClock.now - sent))
                 progress.decidedCount.add(1, ordering: .relaxed)
-                if status.status == "confirmed" {
+                if status.status == "confirmed" || status.status == "held" {
                     result.confirmed += 1
+                    if status.status == "held" { result.held += 1 }
                     result.ticketsConfirmed += status.quantity
                     result.seats += status.seats
                 } else {

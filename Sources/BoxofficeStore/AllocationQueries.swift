@@ -14,8 +14,11 @@ public struct BatchReport: Sendable, Equatable {
     /// Claimed rows that did not make a request: rejected as `invalid_request` and recorded in
     /// `quarantine`, in this same batch.
     public let quarantined: Int
-    /// Tickets sold by this batch (seats, or general-admission tickets).
+    /// Tickets granted by this batch (seats, or general-admission tickets): sold, or held when the
+    /// event has holds.
     public let ticketsSold: Int
+    /// Of ``ticketsSold``, those held (the event has holds); 0 when the batch sold outright.
+    public let ticketsHeld: Int
     /// The largest intent id settled: a worker that shrank this event's claims after failures knows
     /// from it when the batch it suspects has been worked through.
     public let intentIDMax: Int64
@@ -47,7 +50,9 @@ extension Store {
             // The allocation right: the inventory row of an event with queued intents that no other worker
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
-            guard let (eventID, capacity, available) = try await self.rows(PickEventStatement(), on: connection).first else { return nil }
+            guard let (eventID, capacity, available, holdSeconds) = try await self.rows(PickEventStatement(), on: connection).first else {
+                return nil
+            }
             var claimed: [Int64] = []
             var suspects: [Int64] = []
             do {
@@ -88,20 +93,21 @@ extension Store {
                 let outcomes = allocate(&inventory, batch)
                 precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
                 let ticketsSold = available - inventory.available
+                let ticketsHeld = holdSeconds > 0 ? ticketsSold : 0
                 // From here on a failure may be the doing of an intent of the batch (a value the settle
                 // statement refuses, a row that makes it run past the statement timeout).
                 suspects = claimed
                 let decisionSeconds = try await self.settle(
                     eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
-                    ticketsSold: ticketsSold, on: connection)
+                    ticketsSold: ticketsSold, holdSeconds: holdSeconds, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
                 var rejectedByReason: [String: Int] = [:]
                 for case .rejected(let reason) in outcomes { rejectedByReason[reason.rawValue, default: 0] += 1 }
                 for row in invalid { rejectedByReason[row.reason.rawValue, default: 0] += 1 }
                 return BatchReport(
                     eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
-                    quarantined: invalid.count, ticketsSold: ticketsSold, intentIDMax: claimed.max() ?? 0, rejectedByReason: rejectedByReason,
-                    decisionSeconds: decisionSeconds)
+                    quarantined: invalid.count, ticketsSold: ticketsSold, ticketsHeld: ticketsHeld, intentIDMax: claimed.max() ?? 0,
+                    rejectedByReason: rejectedByReason, decisionSeconds: decisionSeconds)
             } catch {
                 throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
@@ -129,11 +135,13 @@ extension Store {
     /// Writes a decided batch with one statement: outcomes in, intents out, set-aside rows rejected
     /// with their reason and recorded in `quarantine`, changed seat rows and the counters updated,
     /// waiters notified at commit. Row counts are checked: the second place the "settled exactly once"
-    /// invariant is asserted. Returns each settled intent's decision latency (accepted → decided, seconds).
+    /// invariant is asserted. With `holdSeconds` > 0 each grant is settled `held` until now + that many
+    /// seconds, and its tickets counted in `inventory.held` instead of `sold`. Returns each settled
+    /// intent's decision latency (accepted → decided, seconds).
     @discardableResult
     func settle(
         eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
-        ticketsSold: Int, on connection: PostgresConnection
+        ticketsSold: Int, holdSeconds: Int, on connection: PostgresConnection
     ) async throws -> [Double] {
         let count = batch.count + setAside.count
         var statuses: [String] = []
@@ -144,9 +152,10 @@ extension Store {
         reasons.reserveCapacity(count)
         seats.reserveCapacity(count)
         errors.reserveCapacity(count)
+        let granted = holdSeconds > 0 ? IntentStatusWord.held.rawValue : IntentStatusWord.confirmed.rawValue
         for outcome in outcomes {
             let columns = outcome.columns
-            statuses.append(columns.status)
+            statuses.append(outcome.isConfirmed ? granted : columns.status)
             reasons.append(columns.reason)
             seats.append(columns.seats)
             errors.append("")
@@ -161,7 +170,8 @@ extension Store {
         let bitmaps = changed.map { SeatBitmap.buffer($0.taken) }
         let statement = SettleStatement(
             eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
-            seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: ticketsSold)
+            seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: holdSeconds > 0 ? 0 : ticketsSold,
+            ticketsHeld: holdSeconds > 0 ? ticketsSold : 0, holdSeconds: holdSeconds)
         var decisionSeconds: [Double] = []
         for (recorded, kept, rowsWritten, counted, _, waited) in try await rows(statement, on: connection) {
             decisionSeconds = waited
@@ -178,8 +188,9 @@ extension Store {
 /// The allocation right: the inventory row of an event with queued intents that no other worker
 /// holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
 /// index scan), so its cost follows the number of events with work, not the queue's length.
+/// With it, the event's `hold_seconds` (one primary-key probe; no lock on `events`).
 struct PickEventStatement: StoreStatement {
-    typealias Row = (EventID, Int, Int)
+    typealias Row = (EventID, Int, Int, Int)
     static let sample = PickEventStatement()
     /// Having no parameters, a prepared copy is planned once per connection, for the statistics of that
     /// moment, and `plan_cache_mode` cannot change that. A worker that connected to an empty queue (a
@@ -197,7 +208,7 @@ struct PickEventStatement: StoreStatement {
             SELECT (SELECT i.event_id FROM intents i WHERE i.event_id > q.event_id ORDER BY i.event_id LIMIT 1)
             FROM queued q WHERE q.event_id IS NOT NULL
         )
-        SELECT inv.event_id, inv.capacity, inv.available
+        SELECT inv.event_id, inv.capacity, inv.available, (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id)
         FROM inventory inv
         WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL)
         ORDER BY inv.served_at, inv.event_id
@@ -252,7 +263,8 @@ struct SeatRowsStatement: StoreStatement {
 struct SettleStatement: StoreStatement {
     typealias Row = (Int, Int, Int, Int, String, [Double])
     static let sample = SettleStatement(
-        eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0)
+        eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0, ticketsHeld: 0,
+        holdSeconds: 0)
     let eventID: EventID
     let intentIDs: [Int64]
     let statuses: [String]
@@ -262,7 +274,11 @@ struct SettleStatement: StoreStatement {
     let errors: [String]
     let changed: [SeatRow]
     let bitmaps: [ByteBuffer]
+    /// Tickets sold outright, and tickets held (one of the two is 0: an event holds or it sells).
     let ticketsSold: Int
+    let ticketsHeld: Int
+    /// How long a `held` outcome is held, from the statement's timestamp.
+    let holdSeconds: Int
 
     var query: PostgresQuery {
         """
@@ -279,9 +295,11 @@ struct SettleStatement: StoreStatement {
             RETURNING i.id, i.public_id, i.event_id, i.customer, i.quantity, i.section, i.seats, i.created_at
         ), recorded AS (
             INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, section, exact_seats, status, reason, seats,
-                                  requested_seats, accepted_at, decided_at)
+                                  requested_seats, accepted_at, decided_at, expires_at)
             SELECT m.id, m.public_id, m.event_id, m.customer, m.quantity, m.section, m.seats IS NOT NULL, d.status, NULLIF(d.reason, ''),
-                   coalesce(string_to_array(NULLIF(d.seats, ''), ','), '{}'), m.seats, m.created_at, statement_timestamp()
+                   coalesce(string_to_array(NULLIF(d.seats, ''), ','), '{}'), m.seats, m.created_at, statement_timestamp(),
+                   CASE WHEN d.status = '\(unescaped: IntentStatusWord.held.rawValue)'
+                        THEN statement_timestamp() + make_interval(secs => \(holdSeconds)::int) END
             FROM moved m JOIN decided d ON d.intent_id = m.id
             WHERE m.event_id = \(eventID)
             RETURNING extract(epoch FROM decided_at - accepted_at)::float8 AS waited
@@ -298,7 +316,8 @@ struct SettleStatement: StoreStatement {
             WHERE r.event_id = \(eventID) AND r.section = u.section AND r.row_number = u.row_number
             RETURNING 1
         ), counted AS (
-            UPDATE inventory SET sold = sold + \(ticketsSold), available = available - \(ticketsSold), served_at = statement_timestamp()
+            UPDATE inventory SET sold = sold + \(ticketsSold), held = held + \(ticketsHeld), available = available - (\(ticketsSold) + \(ticketsHeld)),
+                                 served_at = statement_timestamp()
             WHERE event_id = \(eventID)
             RETURNING 1
         )

@@ -11,6 +11,8 @@ public struct AuditReport: Sendable, Equatable {
     public var accepted = 0
     public var outcomes = 0
     public var confirmed = 0
+    /// Outcomes in a live hold (events with `hold_seconds` > 0).
+    public var held = 0
     /// Rejected outcomes, quarantined ones included.
     public var rejected = 0
     /// Outcomes rejected as `invalid_request` or `quarantined`: set aside, not decided. Reported,
@@ -53,23 +55,28 @@ extension Store {
         let quarantineReasons = RejectionReason.allCases.filter(\.isQuarantine).map(\.rawValue)
         let knownReasons = RejectionReason.allCases.map(\.rawValue)
         let named = Self.auditIntentsNamedMax
+        // Granted: held or confirmed (a hold's seats are as taken as a sale's).
+        let live = IntentStatusWord.liveSQL("status")
+        let liveO = IntentStatusWord.liveSQL("o.status")
 
-        for try await (events, accepted, outcomes, confirmed, rejected, quarantined, pending, sold) in try await connection.query(
+        for try await (events, accepted, outcomes, confirmed, held, rejected, quarantined, pending, sold) in try await connection.query(
             """
             SELECT (SELECT count(*) FROM events WHERE \(scope)::bigint IS NULL OR id = \(scope)),
                    (SELECT count(*) FROM acceptances WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT count(*) FROM outcomes WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT count(*) FROM outcomes WHERE status = 'confirmed' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
+                   (SELECT count(*) FROM outcomes WHERE status = 'held' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM outcomes WHERE status = 'rejected' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM outcomes WHERE reason = ANY(\(quarantineReasons)::text[]) AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
                    (SELECT count(*) FROM intents WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
                    (SELECT coalesce(sum(sold), 0) FROM inventory WHERE \(scope)::bigint IS NULL OR event_id = \(scope))
             """, logger: logger
-        ).decode((Int, Int, Int, Int, Int, Int, Int, Int).self) {
+        ).decode((Int, Int, Int, Int, Int, Int, Int, Int, Int).self) {
             report.events = events
             report.accepted = accepted
             report.outcomes = outcomes
             report.confirmed = confirmed
+            report.held = held
             report.rejected = rejected
             report.quarantined = quarantined
             report.pending = pending
@@ -89,44 +96,58 @@ extension Store {
 
         let checks: [(String, PostgresQuery)] = [
             (
-                "event sells more than its capacity, or sold + available != capacity",
+                "event sells more than its capacity, or sold + held + available != capacity",
                 """
-                SELECT format('event %s: sold %s + available %s, capacity %s (events.capacity %s)', inv.event_id, inv.sold, inv.available, inv.capacity, e.capacity)
+                SELECT format('event %s: sold %s + held %s + available %s, capacity %s (events.capacity %s)', inv.event_id, inv.sold, inv.held,
+                              inv.available, inv.capacity, e.capacity)
                 FROM inventory inv JOIN events e ON e.id = inv.event_id
                 WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope))
-                  AND (inv.sold > inv.capacity OR inv.sold + inv.available <> inv.capacity OR inv.capacity <> e.capacity OR inv.available < 0)
+                  AND (inv.sold + inv.held > inv.capacity OR inv.sold + inv.held + inv.available <> inv.capacity OR inv.capacity <> e.capacity
+                       OR inv.available < 0 OR inv.held < 0 OR inv.sold < 0)
                 """
             ),
             (
-                "inventory.sold differs from the tickets in confirmed outcomes",
+                "inventory.sold or inventory.held differs from the tickets in confirmed or held outcomes",
                 """
-                SELECT format('event %s: inventory sold %s, confirmed outcomes hold %s', inv.event_id, inv.sold, coalesce(o.tickets, 0))
+                SELECT format('event %s: inventory sold %s, held %s; confirmed outcomes hold %s, held outcomes %s', inv.event_id, inv.sold, inv.held,
+                              coalesce(o.sold, 0), coalesce(o.held, 0))
                 FROM inventory inv
-                LEFT JOIN (SELECT event_id, sum(quantity) AS tickets FROM outcomes WHERE status = 'confirmed' GROUP BY event_id) o
+                LEFT JOIN (SELECT event_id, sum(quantity) FILTER (WHERE status = 'confirmed') AS sold,
+                                  sum(quantity) FILTER (WHERE status = 'held') AS held
+                           FROM outcomes GROUP BY event_id) o
                   ON o.event_id = inv.event_id
-                WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope)) AND inv.sold <> coalesce(o.tickets, 0)
+                WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope))
+                  AND (inv.sold <> coalesce(o.sold, 0) OR inv.held <> coalesce(o.held, 0))
                 """
             ),
             (
-                "a seat is in two orders",
+                "an event without holds has a held outcome",
                 """
-                SELECT format('event %s: seat %s is in %s confirmed outcomes', event_id, seat, count(*))
+                SELECT format('event %s (hold_seconds 0): intent %s is held', o.event_id, o.public_id)
+                FROM outcomes o JOIN events e ON e.id = o.event_id
+                WHERE o.status = 'held' AND e.hold_seconds = 0 AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
+                """
+            ),
+            (
+                "a seat is in two live (held or confirmed) outcomes",
+                """
+                SELECT format('event %s: seat %s is in %s live outcomes', event_id, seat, count(*))
                 FROM outcomes, unnest(seats) AS seat
-                WHERE status = 'confirmed' AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                WHERE \(unescaped: live) AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                 GROUP BY event_id, seat HAVING count(*) > 1
                 """
             ),
             (
-                "a confirmed seat-map outcome holds a number of seats other than its quantity",
+                "a live seat-map outcome holds a number of seats other than its quantity",
                 """
                 SELECT format('intent %s: quantity %s, %s seats', o.public_id, o.quantity, cardinality(o.seats))
                 FROM outcomes o JOIN events e ON e.id = o.event_id
-                WHERE o.status = 'confirmed' AND e.kind = 'seat_map' AND cardinality(o.seats) <> o.quantity
+                WHERE \(unescaped: liveO) AND e.kind = 'seat_map' AND cardinality(o.seats) <> o.quantity
                   AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
                 """
             ),
             (
-                "the seat map's sold seats differ from the seats in confirmed outcomes",
+                "the seat map's taken seats differ from the seats in live (held or confirmed) outcomes",
                 """
                 WITH marked AS (
                     SELECT r.event_id, s.name || '-' || r.row_number || '-' || (n + 1) AS seat
@@ -135,10 +156,10 @@ extension Store {
                     WHERE get_bit(r.taken, n) = 1 AND (\(scope)::bigint IS NULL OR r.event_id = \(scope))
                 ), sold AS (
                     SELECT o.event_id, seat FROM outcomes o, unnest(o.seats) AS seat
-                    WHERE o.status = 'confirmed' AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
+                    WHERE \(unescaped: liveO) AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
                 )
                 SELECT format('event %s: seat %s is %s', coalesce(m.event_id, s.event_id), coalesce(m.seat, s.seat),
-                              CASE WHEN m.seat IS NULL THEN 'in an order but not marked sold' ELSE 'marked sold but in no order' END)
+                              CASE WHEN m.seat IS NULL THEN 'in an order but not marked taken' ELSE 'marked taken but in no order' END)
                 FROM marked m FULL JOIN sold s ON s.event_id = m.event_id AND s.seat = m.seat
                 WHERE m.seat IS NULL OR s.seat IS NULL
                 """
@@ -236,12 +257,13 @@ extension Store {
                 """
             ),
             (
-                "an outcome's reason is not one Boxoffice gives, or is not NULL exactly when confirmed",
+                "an outcome's reason is not one Boxoffice gives, or is not NULL exactly when granted (held or confirmed)",
                 """
                 SELECT format('intent %s: status %s, reason %s', public_id, status, coalesce(reason, 'NULL'))
                 FROM outcomes
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
-                  AND ((status = 'confirmed') <> (reason IS NULL) OR status NOT IN ('confirmed', 'rejected')
+                  AND ((status = 'rejected') <> (reason IS NOT NULL) OR status NOT IN ('confirmed', 'rejected', 'held')
+                       OR (status = 'held') <> (expires_at IS NOT NULL)
                        OR (status = 'rejected' AND reason <> ALL(\(knownReasons)::text[])))
                 """
             ),
@@ -250,7 +272,7 @@ extension Store {
                 """
                 SELECT format('intent %s asked for %s, got %s', public_id, requested_seats, seats)
                 FROM outcomes
-                WHERE status = 'confirmed' AND requested_seats IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                WHERE \(unescaped: live) AND requested_seats IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND NOT (seats @> requested_seats AND requested_seats @> seats AND cardinality(seats) = cardinality(requested_seats))
                 """
             ),
@@ -259,7 +281,7 @@ extension Store {
                 """
                 SELECT format('intent %s asked for section %s, got %s', public_id, section, seats)
                 FROM outcomes
-                WHERE status = 'confirmed' AND section IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                WHERE \(unescaped: live) AND section IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                   AND EXISTS (SELECT 1 FROM unnest(seats) AS seat WHERE split_part(seat, '-', 1) <> section)
                 """
             ),
@@ -314,7 +336,7 @@ extension Store {
                 ), granted AS (
                     SELECT DISTINCT ON (o.event_id, coalesce(o.section, ''), o.quantity) o.event_id, coalesce(o.section, '') AS scope, o.quantity, o.decided_at, o.intent_id, o.public_id
                     FROM outcomes o
-                    WHERE o.status = 'confirmed' AND NOT o.exact_seats AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
+                    WHERE \(unescaped: liveO) AND NOT o.exact_seats AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
                     ORDER BY o.event_id, coalesce(o.section, ''), o.quantity, o.decided_at DESC, o.intent_id DESC
                 )
                 SELECT format('event %s: intent %s got %s after intent %s was refused %s', g.event_id, g.public_id, g.quantity, r.public_id, r.quantity)

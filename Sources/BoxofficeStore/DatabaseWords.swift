@@ -21,19 +21,23 @@ public enum EventKind: String, Sendable, CaseIterable {
     }
 }
 
-/// Where an intent stands, as `outcomes.status` stores it (`confirmed`, `rejected`) and as the status
-/// read and the API report it: `pending` is an intent still queued, never stored.
+/// Where an intent stands, as `outcomes.status` stores it (`confirmed`, `rejected`, `held`) and as the
+/// status read and the API report it: `pending` is an intent still queued, never stored.
+///
+/// The allocator's ``Outcome/confirmed(quantity:seats:)`` is a grant; the Store settles it as `held`
+/// (with an `expires_at`) when the event has holds (`events.hold_seconds > 0`), else as `confirmed`.
 public enum IntentStatusWord: String, Sendable, CaseIterable {
     case pending
     case confirmed
     case rejected
+    case held
 
-    public init(_ state: IntentStatus.State) {
-        switch state {
-        case .pending: self = .pending
-        case .decided(.confirmed): self = .confirmed
-        case .decided(.rejected): self = .rejected
-        }
+    /// The statuses whose seats are taken: a seat is in at most one outcome with one of these.
+    static let live: [IntentStatusWord] = [.confirmed, .held]
+
+    /// SQL: `column` is a live status (`status IN ('confirmed', 'held')`).
+    static func liveSQL(_ column: String) -> String {
+        "\(column) IN (\(live.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
     }
 }
 
@@ -101,7 +105,7 @@ extension Outcome {
     /// reason outside the schema's words, or a seat label that does not parse (see ``SeatColumn``).
     init(status: String, quantity: Int, reason: String?, seats: [String], of publicID: UUID) throws {
         switch IntentStatusWord(rawValue: status) {
-        case .confirmed:
+        case .confirmed, .held:
             self = .confirmed(quantity: quantity, seats: try SeatColumn.labels(seats, of: "outcome of \(publicID)"))
         case .rejected:
             guard let reason = reason.flatMap(RejectionReason.init(rawValue:)) else {

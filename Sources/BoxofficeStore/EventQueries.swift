@@ -8,23 +8,32 @@ public struct EventSummary: Sendable, Equatable {
     public let name: String
     public let layout: EventLayout
     public let sold: Int
+    /// Tickets in live holds: `sold + held + available = capacity`.
+    public let held: Int
     public let available: Int
     /// Intents still in the queue for this event.
     public let pending: Int
+    /// How long a granted intent is held for payment; 0: granted means sold.
+    public let holdSeconds: Int
 
     public var capacity: Int { layout.capacity }
 }
 
 extension Store {
+    /// Longest hold an event may give (`events.hold_seconds`, 0...this): an hour.
+    public static let holdSecondsMax = 3_600
+
     /// Creates the event, its inventory row and, for a seat map, its sections and seat rows, in one
-    /// transaction (a few statements, whatever the number of seats).
-    public func createEvent(name: String, layout: EventLayout) async throws -> EventSummary {
+    /// transaction (a few statements, whatever the number of seats). `holdSeconds` > 0 settles each
+    /// granted intent as `held` for that long (at most ``holdSecondsMax``); 0 sells it outright.
+    public func createEvent(name: String, layout: EventLayout, holdSeconds: Int = 0) async throws -> EventSummary {
+        precondition((0...Self.holdSecondsMax).contains(holdSeconds), "hold_seconds out of bounds")
         let kind = EventKind(layout).rawValue
         let capacity = layout.capacity
         let id = try await client.withTransaction(logger: logger) { connection -> EventID in
             let rows = try await connection.query(
                 """
-                INSERT INTO events (name, kind, capacity) VALUES (\(name), \(kind), \(capacity)) RETURNING id
+                INSERT INTO events (name, kind, capacity, hold_seconds) VALUES (\(name), \(kind), \(capacity), \(holdSeconds)) RETURNING id
                 """, logger: logger)
             guard let id = try await rows.decode(EventID.self).first(where: { _ in true }) else {
                 throw StoreError.invariantBroken("INSERT INTO events returned no id")
@@ -53,7 +62,7 @@ extension Store {
             return id
         }
         remember(layout, of: id)
-        return EventSummary(id: id, name: name, layout: layout, sold: 0, available: capacity, pending: 0)
+        return EventSummary(id: id, name: name, layout: layout, sold: 0, held: 0, available: capacity, pending: 0, holdSeconds: holdSeconds)
     }
 
     /// The event's shape, from this process's cache or the database; nil for an unknown event.
@@ -117,12 +126,14 @@ extension Store {
         guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
         let rows = try await client.query(
             """
-            SELECT inv.sold, inv.available, \(unescaped: Self.queuedCountSQL(event: "inv.event_id", below: nil))
+            SELECT inv.sold, inv.held, inv.available, \(unescaped: Self.queuedCountSQL(event: "inv.event_id", below: nil)),
+                   (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id)
             FROM inventory inv
             WHERE inv.event_id = \(eventID)
             """, logger: logger)
-        for try await (sold, available, pending) in rows.decode((Int, Int, Int).self) {
-            return EventSummary(id: eventID, name: name, layout: layout, sold: sold, available: available, pending: pending)
+        for try await (sold, held, available, pending, holdSeconds) in rows.decode((Int, Int, Int, Int, Int).self) {
+            return EventSummary(
+                id: eventID, name: name, layout: layout, sold: sold, held: held, available: available, pending: pending, holdSeconds: holdSeconds)
         }
         return nil
     }

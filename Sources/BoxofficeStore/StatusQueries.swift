@@ -15,6 +15,11 @@ public struct IntentStatus: Sendable, Equatable {
     public let eventID: EventID
     public let quantity: Int
     public let state: State
+    /// The status as stored (`held`, `confirmed`, `rejected`), or `pending`: a decided grant is
+    /// `.decided(.confirmed)` in ``state`` whether it is held or confirmed.
+    public let word: IntentStatusWord
+    /// When a hold ends; nil unless ``word`` is `held`.
+    public let expiresAt: Date?
 
     public var isDecided: Bool {
         if case .decided = state { return true }
@@ -25,17 +30,17 @@ public struct IntentStatus: Sendable, Equatable {
 /// One intent's outcome or queue position. One statement, so an intent settling meanwhile is seen
 /// either pending or decided, never neither.
 struct StatusStatement: StoreStatement {
-    typealias Row = (EventID, Int, String, String?, [String], Int)
+    typealias Row = (EventID, Int, String, String?, [String], Int, Date?)
     static let sample = StatusStatement(publicID: UUID())
     let publicID: UUID
 
     var query: PostgresQuery {
         """
-        SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint
+        SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint, o.expires_at
         FROM outcomes o WHERE o.public_id = \(publicID)
         UNION ALL
         SELECT i.event_id, i.quantity, '\(unescaped: IntentStatusWord.pending.rawValue)', NULL, '{}'::text[],
-               \(unescaped: Store.queuedCountSQL(event: "i.event_id", below: "i.id"))
+               \(unescaped: Store.queuedCountSQL(event: "i.event_id", below: "i.id")), NULL::timestamptz
         FROM intents i
         WHERE i.public_id = \(publicID)
         LIMIT 1
@@ -47,7 +52,7 @@ struct StatusStatement: StoreStatement {
 
 /// The outcomes of a set of intents: one indexed lookup for many long-polls at once.
 struct OutcomesStatement: StoreStatement {
-    typealias Row = (UUID, EventID, Int, String, String?, [String])
+    typealias Row = (UUID, EventID, Int, String, String?, [String], Date?)
     static let sample = OutcomesStatement(publicIDs: [])
     /// An array lookup like the settle's, whose cached generic plan seq-scanned a million intents
     /// (measured). This one runs once per settle notification, so planning it each time costs little
@@ -56,10 +61,24 @@ struct OutcomesStatement: StoreStatement {
     let publicIDs: [UUID]
 
     var query: PostgresQuery {
-        "SELECT public_id, event_id, quantity, status, reason, seats FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])"
+        "SELECT public_id, event_id, quantity, status, reason, seats, expires_at FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])"
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+extension IntentStatus {
+    /// A decided intent from its `outcomes` row; throws ``StoreError/invariantBroken(_:)`` for a row
+    /// outside the schema's words.
+    init(
+        decided publicID: UUID, eventID: EventID, quantity: Int, status: String, reason: String?, seats: [String], expiresAt: Date?
+    ) throws {
+        let outcome = try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID)
+        let word = IntentStatusWord(rawValue: status) ?? .rejected
+        self.init(
+            publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome), word: word,
+            expiresAt: word == .held ? expiresAt : nil)
+    }
 }
 
 extension Store {
@@ -86,21 +105,24 @@ extension Store {
 
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
-        guard let (eventID, quantity, status, reason, seats, ahead) = try await rows(StatusStatement(publicID: publicID)).first else { return nil }
-        let state: IntentStatus.State =
-            status == IntentStatusWord.pending.rawValue
-            ? .pending(ahead: ahead)
-            : .decided(try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID))
-        return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: state)
+        guard let (eventID, quantity, status, reason, seats, ahead, expiresAt) = try await rows(StatusStatement(publicID: publicID)).first else {
+            return nil
+        }
+        guard status != IntentStatusWord.pending.rawValue else {
+            return IntentStatus(
+                publicID: publicID, eventID: eventID, quantity: quantity, state: .pending(ahead: ahead), word: .pending, expiresAt: nil)
+        }
+        return try IntentStatus(
+            decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt)
     }
 
     /// The decided intents among `publicIDs`, with their outcomes; undecided or unknown ids are absent.
     public func decidedStatuses(among publicIDs: [UUID]) async throws -> [UUID: IntentStatus] {
         guard !publicIDs.isEmpty else { return [:] }
         var result: [UUID: IntentStatus] = [:]
-        for (publicID, eventID, quantity, status, reason, seats) in try await rows(OutcomesStatement(publicIDs: publicIDs)) {
-            let outcome = try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID)
-            result[publicID] = IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome))
+        for (publicID, eventID, quantity, status, reason, seats, expiresAt) in try await rows(OutcomesStatement(publicIDs: publicIDs)) {
+            result[publicID] = try IntentStatus(
+                decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt)
         }
         return result
     }

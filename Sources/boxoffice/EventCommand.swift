@@ -16,12 +16,21 @@ struct EventCommand: AsyncParsableCommand {
         @Option(help: "Event name.") var name: String
         @Option(help: "General-admission tickets.") var capacity: Int?
         @Option(help: "Seat map, NAME:ROWSxSEATS,... e.g. A:10x20,B:5x30.") var sections: String?
+        @Option(
+            help: ArgumentHelp(
+                "Seconds a granted intent is held for payment (0...\(Store.holdSecondsMax)); 0 sells it outright.",
+                discussion:
+                    "With holds, a granted intent is settled `held`, with its seats and an `expires_at`, and counted in the event's held tickets."))
+        var holdSeconds = 0
         @OptionGroup var database: DatabaseOptions
         @OptionGroup var logging: LoggingOptions
 
         func validate() throws {
             guard (capacity == nil) != (sections == nil) else { throw ValidationError("give exactly one of --capacity or --sections") }
             _ = try layout()
+            guard (0...Store.holdSecondsMax).contains(holdSeconds) else {
+                throw ValidationError("--hold-seconds must be 0...\(Store.holdSecondsMax)")
+            }
         }
 
         func layout() throws -> EventLayout {
@@ -41,8 +50,10 @@ struct EventCommand: AsyncParsableCommand {
         func run() async throws {
             let logger = logging.bootstrap(label: "boxoffice.event")
             let layout = try layout()
-            let name = self.name
-            let summary = try await withStore(try database.configuration(), logger: logger) { try await $0.createEvent(name: name, layout: layout) }
+            let (name, holdSeconds) = (self.name, self.holdSeconds)
+            let summary = try await withStore(try database.configuration(), logger: logger) {
+                try await $0.createEvent(name: name, layout: layout, holdSeconds: holdSeconds)
+            }
             print(summary.id)
         }
     }
@@ -60,7 +71,7 @@ struct EventCommand: AsyncParsableCommand {
                 throw CommandError("there is no event \(id)")
             }
             print(
-                "event \(summary.id) \"\(summary.name)\": capacity \(summary.capacity), sold \(summary.sold), available \(summary.available), pending \(summary.pending)"
+                "event \(summary.id) \"\(summary.name)\": capacity \(summary.capacity), sold \(summary.sold), held \(summary.held), available \(summary.available), pending \(summary.pending), hold_seconds \(summary.holdSeconds)"
             )
         }
     }

@@ -5,7 +5,7 @@ import Logging
 
 struct Verify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Audit every invariant: no seat twice, sold ≤ capacity, sold + available = capacity, one outcome per intent, arrival order.",
+        abstract: "Audit every invariant: no seat twice, sold + held + available = capacity, one outcome per intent, arrival order.",
         discussion: """
             Also: every accepted intent (acceptance record) is queued or settled, each buyer got the seats or \
             section asked for, Idempotency-Keys match their intents. Runs in one read-only snapshot with no \

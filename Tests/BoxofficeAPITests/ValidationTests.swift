@@ -134,7 +134,15 @@ struct ValidationTests {
             try object(#"{"name": "Opera", "sections": [{"name": "A", "rows": 10, "seats_per_row": 20}]}"#, allowed: EventValidation.fields),
             limits: limits)
         #expect(opera.layout == .seatMap([SectionLayout(name: "A", rows: 10, seatsPerRow: 20)]))
+        #expect(opera.holdSeconds == 0)
+        let held = try EventValidation.newEvent(
+            try object(#"{"name": "Gig", "capacity": 10, "hold_seconds": 3600}"#, allowed: EventValidation.fields), limits: limits)
+        #expect(held == NewEvent(name: "Gig", layout: .generalAdmission(capacity: 10), holdSeconds: 3_600))
         let refused: [(String, String)] = [
+            (#"{"name": "X", "capacity": 10, "hold_seconds": -1}"#, "hold_seconds must be between 0 and 3600"),
+            (#"{"name": "X", "capacity": 10, "hold_seconds": 3601}"#, "hold_seconds must be between 0 and 3600"),
+            (#"{"name": "X", "capacity": 10, "hold_seconds": "60"}"#, "hold_seconds must be an integer"),
+            (#"{"name": "X", "capacity": 10, "hold_seconds": 1.5}"#, "hold_seconds must be an integer"),
             (#"{"name": "X", "capacity": 10, "sections": [{"name": "A", "rows": 1, "seats_per_row": 1}]}"#, "give either capacity"),
             (#"{"name": "X"}"#, "give either capacity"),
             (#"{"capacity": 10}"#, "name is required"),

@@ -94,12 +94,17 @@ extension IntegrationTests {
             let migrations = Migration.embedded
             try await withStore(database, logger: testLogger) { store in
                 try await store.migrate(migrations.filter { $0.version <= 2 })
-                let event = try await store.createEvent(name: "Old", layout: .generalAdmission(capacity: 5))
+                // What 0002-era event creation wrote (today's createEvent writes columns 0002 lacks).
+                var eventID: EventID = 0
+                for try await id in try await store.client.query(
+                    "INSERT INTO events (name, kind, capacity) VALUES ('Old', 'general_admission', 5) RETURNING id"
+                ).decode(EventID.self) { eventID = id }
+                try await store.client.query("INSERT INTO inventory (event_id, capacity, available) VALUES (\(eventID), 5, 5)")
                 // What 0002-era intake and settle wrote: three intents and a key, one of them settled.
                 try await store.client.query(
                     """
                     INSERT INTO intents (public_id, event_id, customer, quantity)
-                    SELECT gen_random_uuid(), \(event.id), 'old-' || g, 1 FROM generate_series(1, 3) g
+                    SELECT gen_random_uuid(), \(eventID), 'old-' || g, 1 FROM generate_series(1, 3) g
                     """)
                 try await store.client.query(
                     """
@@ -109,7 +114,7 @@ extension IntegrationTests {
                 try await store.client.query(
                     """
                     WITH moved AS (DELETE FROM intents WHERE customer = 'old-1' RETURNING *),
-                    sold AS (UPDATE inventory SET sold = 1, available = 4 WHERE event_id = \(event.id))
+                    sold AS (UPDATE inventory SET sold = 1, available = 4 WHERE event_id = \(eventID))
                     INSERT INTO outcomes (intent_id, public_id, event_id, customer, quantity, exact_seats, status, accepted_at, decided_at)
                     SELECT id, public_id, event_id, customer, quantity, false, 'confirmed', created_at, now() FROM moved
                     """)
@@ -444,7 +449,7 @@ extension IntegrationTests {
                     "UPDATE outcomes SET reason = 'seats_unavailable' WHERE customer = 'again'",
                     "an outcome's reason is not one Boxoffice gives")
                 // The table's CHECK is the first place "NULL exactly when confirmed" holds; without it, verify is the second.
-                try await store.client.query("ALTER TABLE outcomes DROP CONSTRAINT outcomes_check")
+                try await store.client.query("ALTER TABLE outcomes DROP CONSTRAINT outcomes_status_words")
                 try await expectCaught(
                     "UPDATE outcomes SET reason = NULL WHERE customer = 'again'",
                     "UPDATE outcomes SET reason = 'seats_unavailable' WHERE customer = 'again'",

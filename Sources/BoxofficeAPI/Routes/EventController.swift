@@ -18,7 +18,7 @@ struct EventController: APIController {
     func create(_ request: Request) async throws -> Response {
         let body = try await JSONObject.read(request, bodyBytesMax: configuration.bodyBytesMax, allowed: EventValidation.fields)
         let event = try EventValidation.newEvent(body, limits: configuration)
-        let summary = try await store.call { try await $0.createEvent(name: event.name, layout: event.layout) }
+        let summary = try await store.call { try await $0.createEvent(name: event.name, layout: event.layout, holdSeconds: event.holdSeconds) }
         return try jsonResponse(EventBody(summary), status: .created, headers: [.location: "/events/\(summary.id)"])
     }
 

@@ -1,14 +1,17 @@
 import BoxofficeCore
+import BoxofficeStore
 
 /// A validated `POST /events` body.
 struct NewEvent: Equatable {
     let name: String
     let layout: EventLayout
+    /// 0 (the default): a granted intent is sold; else it is held this long for payment.
+    var holdSeconds = 0
 }
 
 /// Event requests checked without a database: parsed input in, a typed request or an ``APIError`` out.
 enum EventValidation {
-    static let fields: Set<String> = ["name", "capacity", "sections"]
+    static let fields: Set<String> = ["name", "capacity", "sections", "hold_seconds"]
     static let sectionFields: Set<String> = ["name", "rows", "seats_per_row"]
 
     /// The `{event}` path parameter: a positive integer.
@@ -21,11 +24,15 @@ enum EventValidation {
     }
 
     /// The event a body describes: a name and either a capacity (general admission) or sections (a seat map).
+    /// `hold_seconds` (optional, 0...``Store/holdSecondsMax``): how long a granted intent is held for payment.
     static func newEvent(_ body: JSONObject, limits: APIConfiguration) throws -> NewEvent {
         let name = try body.string("name", lengthMax: limits.eventNameLengthMax)!
+        let holdSeconds = try body.integer("hold_seconds", in: 0...Store.holdSecondsMax, required: false) ?? 0
         switch (body.has("capacity"), body.has("sections")) {
         case (true, false):
-            return NewEvent(name: name, layout: .generalAdmission(capacity: try body.integer("capacity", in: 1...EventLayout.capacityMax)!))
+            return NewEvent(
+                name: name, layout: .generalAdmission(capacity: try body.integer("capacity", in: 1...EventLayout.capacityMax)!),
+                holdSeconds: holdSeconds)
         case (false, true):
             var sections: [SectionLayout] = []
             for item in try body.array("sections", countMax: limits.sectionsMax) ?? [] {
@@ -35,7 +42,7 @@ enum EventValidation {
             guard layout.capacity <= EventLayout.capacityMax else {
                 throw APIError.invalid("the seat map holds \(layout.capacity) seats; at most \(EventLayout.capacityMax) are allowed")
             }
-            return NewEvent(name: name, layout: layout)
+            return NewEvent(name: name, layout: layout, holdSeconds: holdSeconds)
         default:
             throw APIError.invalid("give either capacity (general admission) or sections (a seat map), not both or neither")
         }
