@@ -23,11 +23,31 @@ public struct SeatRow: Hashable, Sendable {
         taken[index] = true
         free -= 1
     }
+
+    /// Frees seat `index` (0-based): a returned seat. Freeing a free seat is refused by the caller.
+    mutating func free(_ index: Int) {
+        taken[index] = false
+        free += 1
+    }
+}
+
+/// Why returned tickets could not be put back: each means the counters or seat rows disagree with the
+/// outcomes that gave them back, so the batch must not go on.
+public enum GiveBackProblem: Error, Equatable, Sendable {
+    /// More tickets back than the event has room for.
+    case overCapacity(returned: Int, available: Int, capacity: Int)
+    /// A seat-map return naming a number of seats other than its quantity.
+    case seatCountDiffers(quantity: Int, seats: Int)
+    /// A seat outside the layout, or in a row that was not loaded.
+    case unknownSeat(SeatLabel)
+    /// A seat that is free already: it would be returned twice.
+    case seatNotTaken(SeatLabel)
 }
 
 /// What is left to sell for one event, loaded at the start of a batch and mutated by the allocator.
 ///
-/// For a seat map only rows with a free seat are loaded: a row that is absent is sold out.
+/// For a seat map only rows with a free seat are loaded, plus the rows of seats being given back: a row
+/// that is absent is sold out.
 public struct Inventory: Sendable {
     public let layout: EventLayout
     /// Tickets left. For a seat map, the free seats of the loaded rows.
@@ -88,6 +108,38 @@ public struct Inventory: Sendable {
 
     func freeSeats(inSection sectionIndex: Int) -> Int {
         rows[rowRange(ofSection: sectionIndex)].reduce(0) { $0 + $1.free }
+    }
+
+    /// Puts returned tickets back into the sale before a batch is allocated (a hold released or expired,
+    /// an order cancelled): for general admission `quantity` tickets, for a seat map exactly `seats`,
+    /// whose rows must be loaded. Throws, changing nothing, when that would free a free seat or pass
+    /// the capacity: a ticket comes back once.
+    public mutating func giveBack(quantity: Int, seats: [SeatLabel]) throws(GiveBackProblem) {
+        switch layout {
+        case .generalAdmission(let capacity):
+            guard available + quantity <= capacity else {
+                throw .overCapacity(returned: quantity, available: available, capacity: capacity)
+            }
+            available += quantity
+        case .seatMap(let sections):
+            guard seats.count == quantity else { throw .seatCountDiffers(quantity: quantity, seats: seats.count) }
+            var places: [(rowIndex: Int, seat: Int)] = []
+            for label in seats {
+                guard let sectionIndex = sections.firstIndex(where: { $0.name == label.section }),
+                    let rowIndex = rowIndex(sectionIndex: sectionIndex, row: label.row),
+                    label.seat >= 1, label.seat <= rows[rowIndex].taken.count
+                else { throw .unknownSeat(label) }
+                guard rows[rowIndex].taken[label.seat - 1], !places.contains(where: { $0 == (rowIndex, label.seat - 1) }) else {
+                    throw .seatNotTaken(label)
+                }
+                places.append((rowIndex, label.seat - 1))
+            }
+            for (rowIndex, seat) in places {
+                rows[rowIndex].free(seat)
+                changedRowIndexes.insert(rowIndex)
+            }
+            available += places.count
+        }
     }
 
     mutating func takeGeneralAdmission(_ quantity: Int) {

@@ -19,6 +19,13 @@ public struct BatchReport: Sendable, Equatable {
     public let ticketsSold: Int
     /// Of ``ticketsSold``, those held (the event has holds); 0 when the batch sold outright.
     public let ticketsHeld: Int
+    /// Holds this batch found past their expiry and expired (their tickets are back in the sale).
+    public var holdsExpired = 0
+    /// Tickets back into the sale before this batch allocated: released and expired holds, cancelled
+    /// orders. The batch's grants may include them.
+    public var ticketsReturned = 0
+    /// Tickets of holds confirmed since the last batch (moved from held to sold).
+    public var ticketsConfirmed = 0
     /// The largest intent id settled: a worker that shrank this event's claims after failures knows
     /// from it when the batch it suspects has been worked through.
     public let intentIDMax: Int64
@@ -34,6 +41,10 @@ extension Store {
     /// Cost of one batch, whatever its size: BEGIN, pick the event and lock its allocation right,
     /// claim up to `batchSizeMax` intents, (seat maps: load rows with free seats), one set-based settle
     /// statement, COMMIT: 5–6 round trips and one WAL flush. `allocate` runs in between, with no I/O.
+    /// When the pick says the event is owed returns (journal rows, due holds), one more statement takes
+    /// them in first (``takeReturns(of:limit:on:)``), so returned tickets go back into the sale before
+    /// the claimed intents are allocated, in this same transaction, at most `batchSizeMax` of each kind.
+    /// An event with returns but no queued intents is picked too: its batch settles no intent.
     ///
     /// `claimSizeMaxByEvent` claims fewer for the events named (a worker shrinks the claims of an
     /// event whose batches keep failing). A claimed row that does not make a request of its event is
@@ -50,14 +61,14 @@ extension Store {
             // The allocation right: the inventory row of an event with queued intents that no other worker
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
-            guard let (eventID, capacity, available, holdSeconds) = try await self.rows(PickEventStatement(), on: connection).first else {
-                return nil
-            }
+            guard let (eventID, capacity, available, holdSeconds, owed) = try await self.rows(PickEventStatement(), on: connection).first
+            else { return nil }
             var claimed: [Int64] = []
             var suspects: [Int64] = []
             do {
                 let claimSizeMax = max(1, min(batchSizeMax, claimSizeMaxByEvent[eventID] ?? batchSizeMax))
                 let layout = try await self.layout(of: eventID, on: connection)
+                let returns = owed ? try await self.takeReturns(of: eventID, limit: batchSizeMax, on: connection) : Returns()
                 var batch: [PendingIntent] = []
                 var invalid: [SetAside] = []
                 batch.reserveCapacity(claimSizeMax)
@@ -76,38 +87,56 @@ extension Store {
                         invalid.append(SetAside(intentID: id, reason: .invalidRequest, error: String(describing: error)))
                     }
                 }
-                guard !claimed.isEmpty else { return nil }
+                // Nothing claimed and nothing owed: the due holds were all locked by confirms in flight.
+                guard !claimed.isEmpty || !returns.isEmpty else { return nil }
 
                 var inventory: Inventory
                 switch layout {
                 case .generalAdmission:
                     inventory = Inventory(generalAdmission: capacity, available: available)
                 case .seatMap(let sections):
-                    inventory = Inventory(sections: sections, rows: try await self.seatRowsWithFreeSeats(of: eventID, on: connection))
+                    let rows = try await self.seatRows(of: eventID, freeOrHolding: returns.givenBack.flatMap(\.seats), on: connection)
+                    inventory = Inventory(sections: sections, rows: rows)
                     guard inventory.available == available else {
                         throw StoreError.invariantBroken(
                             "event \(eventID): inventory says \(available) available, seat rows say \(inventory.available)")
                     }
                 }
+                for given in returns.givenBack {
+                    do {
+                        try inventory.giveBack(quantity: given.quantity, seats: given.seats)
+                    } catch {
+                        throw StoreError.invariantBroken("event \(eventID): returned tickets do not fit back: \(error)")
+                    }
+                }
+                let availableBefore = inventory.available
 
                 let outcomes = allocate(&inventory, batch)
                 precondition(outcomes.count == batch.count, "the allocator must decide every intent of the batch")
-                let ticketsSold = available - inventory.available
-                let ticketsHeld = holdSeconds > 0 ? ticketsSold : 0
+                let granted = availableBefore - inventory.available
+                let ticketsHeld = holdSeconds > 0 ? granted : 0
+                let change = CounterChange(
+                    sold: granted - ticketsHeld + returns.confirmed - returns.cancelled,
+                    held: ticketsHeld - returns.confirmed - returns.released - returns.expired,
+                    available: returns.ticketsReturned - granted)
                 // From here on a failure may be the doing of an intent of the batch (a value the settle
                 // statement refuses, a row that makes it run past the statement timeout).
                 suspects = claimed
                 let decisionSeconds = try await self.settle(
                     eventID: eventID, batch: batch, outcomes: outcomes, setAside: invalid, changedRows: inventory.changedRows,
-                    ticketsSold: ticketsSold, holdSeconds: holdSeconds, on: connection)
+                    counters: change, holdSeconds: holdSeconds, on: connection)
                 let confirmed = outcomes.lazy.filter(\.isConfirmed).count
                 var rejectedByReason: [String: Int] = [:]
                 for case .rejected(let reason) in outcomes { rejectedByReason[reason.rawValue, default: 0] += 1 }
                 for row in invalid { rejectedByReason[row.reason.rawValue, default: 0] += 1 }
-                return BatchReport(
+                var report = BatchReport(
                     eventID: eventID, intents: claimed.count, confirmed: confirmed, rejected: claimed.count - confirmed,
-                    quarantined: invalid.count, ticketsSold: ticketsSold, ticketsHeld: ticketsHeld, intentIDMax: claimed.max() ?? 0,
+                    quarantined: invalid.count, ticketsSold: granted, ticketsHeld: ticketsHeld, intentIDMax: claimed.max() ?? 0,
                     rejectedByReason: rejectedByReason, decisionSeconds: decisionSeconds)
+                report.holdsExpired = returns.holdsExpired
+                report.ticketsReturned = returns.ticketsReturned
+                report.ticketsConfirmed = returns.confirmed
+                return report
             } catch {
                 throw BatchFailure(eventID: eventID, suspectIntentIDs: suspects, underlying: error)
             }
@@ -123,9 +152,11 @@ extension Store {
         return layout
     }
 
-    func seatRowsWithFreeSeats(of eventID: EventID, on connection: PostgresConnection) async throws -> [SeatRow] {
+    /// The event's seat rows with a free seat, and those holding one of `returning` (seats coming back).
+    func seatRows(of eventID: EventID, freeOrHolding returning: [SeatLabel], on connection: PostgresConnection) async throws -> [SeatRow] {
         var result: [SeatRow] = []
-        for (section, rowNumber, width, taken) in try await rows(SeatRowsStatement(eventID: eventID), on: connection) {
+        let statement = SeatRowsStatement(eventID: eventID, sections: returning.map(\.section), rows: returning.map(\.row))
+        for (section, rowNumber, width, taken) in try await rows(statement, on: connection) {
             let bits = try SeatBitmap.taken(taken, seats: width, of: "event \(eventID)'s seat row \(section)/\(rowNumber)")
             result.append(SeatRow(sectionIndex: section, row: rowNumber, taken: bits))
         }
@@ -136,12 +167,13 @@ extension Store {
     /// with their reason and recorded in `quarantine`, changed seat rows and the counters updated,
     /// waiters notified at commit. Row counts are checked: the second place the "settled exactly once"
     /// invariant is asserted. With `holdSeconds` > 0 each grant is settled `held` until now + that many
-    /// seconds, and its tickets counted in `inventory.held` instead of `sold`. Returns each settled
-    /// intent's decision latency (accepted → decided, seconds).
+    /// seconds. `counters` is what the batch moves between sold, held and available (its grants and the
+    /// returns taken in before it). Returns each settled intent's decision latency (accepted → decided,
+    /// seconds).
     @discardableResult
     func settle(
         eventID: EventID, batch: [PendingIntent], outcomes: [Outcome], setAside: [SetAside], changedRows changed: [SeatRow],
-        ticketsSold: Int, holdSeconds: Int, on connection: PostgresConnection
+        counters: CounterChange, holdSeconds: Int, on connection: PostgresConnection
     ) async throws -> [Double] {
         let count = batch.count + setAside.count
         var statuses: [String] = []
@@ -170,8 +202,7 @@ extension Store {
         let bitmaps = changed.map { SeatBitmap.buffer($0.taken) }
         let statement = SettleStatement(
             eventID: eventID, intentIDs: batch.map(\.id) + setAside.map(\.intentID), statuses: statuses, reasons: reasons,
-            seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, ticketsSold: holdSeconds > 0 ? 0 : ticketsSold,
-            ticketsHeld: holdSeconds > 0 ? ticketsSold : 0, holdSeconds: holdSeconds)
+            seats: seats, errors: errors, changed: changed, bitmaps: bitmaps, counters: counters, holdSeconds: holdSeconds)
         var decisionSeconds: [Double] = []
         for (recorded, kept, rowsWritten, counted, _, waited) in try await rows(statement, on: connection) {
             decisionSeconds = waited
@@ -185,12 +216,15 @@ extension Store {
     }
 }
 
-/// The allocation right: the inventory row of an event with queued intents that no other worker
-/// holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
-/// index scan), so its cost follows the number of events with work, not the queue's length.
-/// With it, the event's `hold_seconds` (one primary-key probe; no lock on `events`).
+/// The allocation right: the inventory row of an event with work that no other worker holds. Work is
+/// queued intents, journal rows (transitions whose counters are owed) or holds past their expiry.
+/// The recursive CTEs walk the distinct event ids of the queue, and of the live holds, through their
+/// indexes (loose index scans), so the cost follows the number of events with work (or live holds),
+/// not the queue's length or the number of holds; each event with live holds costs one more index
+/// probe for a due one. With it, the event's `hold_seconds` (one primary-key probe; no lock on
+/// `events`) and whether it is owed returns.
 struct PickEventStatement: StoreStatement {
-    typealias Row = (EventID, Int, Int, Int)
+    typealias Row = (EventID, Int, Int, Int, Bool)
     static let sample = PickEventStatement()
     /// Having no parameters, a prepared copy is planned once per connection, for the statistics of that
     /// moment, and `plan_cache_mode` cannot change that. A worker that connected to an empty queue (a
@@ -199,6 +233,7 @@ struct PickEventStatement: StoreStatement {
     /// (perf: HeapTupleSatisfiesVisibility and heapgetpage on top; auto_explain showed the plan).
     /// Planned per execution, it sees the table's current size and walks the index.
     static let plansPerExecution = true
+    private var held: String { IntentStatusWord.held.rawValue }
 
     var query: PostgresQuery {
         """
@@ -207,10 +242,23 @@ struct PickEventStatement: StoreStatement {
             UNION ALL
             SELECT (SELECT i.event_id FROM intents i WHERE i.event_id > q.event_id ORDER BY i.event_id LIMIT 1)
             FROM queued q WHERE q.event_id IS NOT NULL
+        ), holding(event_id) AS (
+            (SELECT event_id FROM outcomes WHERE status = '\(unescaped: held)' ORDER BY event_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT o.event_id FROM outcomes o WHERE o.status = '\(unescaped: held)' AND o.event_id > h.event_id ORDER BY o.event_id LIMIT 1)
+            FROM holding h WHERE h.event_id IS NOT NULL
+        ), owed(event_id) AS (
+            SELECT h.event_id FROM holding h
+            WHERE h.event_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM outcomes o
+                WHERE o.event_id = h.event_id AND o.status = '\(unescaped: held)' AND o.expires_at <= statement_timestamp())
+            UNION
+            SELECT DISTINCT event_id FROM inventory_journal
         )
-        SELECT inv.event_id, inv.capacity, inv.available, (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id)
+        SELECT inv.event_id, inv.capacity, inv.available, (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id),
+               inv.event_id IN (SELECT event_id FROM owed)
         FROM inventory inv
-        WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL)
+        WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL) OR inv.event_id IN (SELECT event_id FROM owed)
         ORDER BY inv.served_at, inv.event_id
         LIMIT 1
         FOR NO KEY UPDATE SKIP LOCKED
@@ -240,17 +288,21 @@ struct ClaimStatement: StoreStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// The seat rows of an event that still have a free seat, with their bitmaps.
+/// The seat rows of an event that still have a free seat, and the rows named (section name, row
+/// number: where returned seats go back), with their bitmaps.
 struct SeatRowsStatement: StoreStatement {
     typealias Row = (Int, Int, Int, ByteBuffer)
-    static let sample = SeatRowsStatement(eventID: 0)
+    static let sample = SeatRowsStatement(eventID: 0, sections: [], rows: [])
     let eventID: EventID
+    let sections: [String]
+    let rows: [Int]
 
     var query: PostgresQuery {
         """
         SELECT r.section, r.row_number, s.seats_per_row, r.taken
         FROM seat_rows r JOIN sections s ON s.event_id = r.event_id AND s.position = r.section
-        WHERE r.event_id = \(eventID) AND r.free > 0
+        WHERE r.event_id = \(eventID)
+          AND (r.free > 0 OR (s.name, r.row_number) IN (SELECT * FROM unnest(\(sections)::text[], \(rows)::int[])))
         """
     }
 
@@ -263,7 +315,7 @@ struct SeatRowsStatement: StoreStatement {
 struct SettleStatement: StoreStatement {
     typealias Row = (Int, Int, Int, Int, String, [Double])
     static let sample = SettleStatement(
-        eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], ticketsSold: 0, ticketsHeld: 0,
+        eventID: 0, intentIDs: [], statuses: [], reasons: [], seats: [], errors: [], changed: [], bitmaps: [], counters: CounterChange(),
         holdSeconds: 0)
     let eventID: EventID
     let intentIDs: [Int64]
@@ -274,9 +326,7 @@ struct SettleStatement: StoreStatement {
     let errors: [String]
     let changed: [SeatRow]
     let bitmaps: [ByteBuffer]
-    /// Tickets sold outright, and tickets held (one of the two is 0: an event holds or it sells).
-    let ticketsSold: Int
-    let ticketsHeld: Int
+    let counters: CounterChange
     /// How long a `held` outcome is held, from the statement's timestamp.
     let holdSeconds: Int
 
@@ -316,7 +366,7 @@ struct SettleStatement: StoreStatement {
             WHERE r.event_id = \(eventID) AND r.section = u.section AND r.row_number = u.row_number
             RETURNING 1
         ), counted AS (
-            UPDATE inventory SET sold = sold + \(ticketsSold), held = held + \(ticketsHeld), available = available - (\(ticketsSold) + \(ticketsHeld)),
+            UPDATE inventory SET sold = sold + \(counters.sold), held = held + \(counters.held), available = available + \(counters.available),
                                  served_at = statement_timestamp()
             WHERE event_id = \(eventID)
             RETURNING 1
@@ -328,4 +378,11 @@ struct SettleStatement: StoreStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// What one batch moves between an event's counters (`sold + held + available` stays `capacity`).
+struct CounterChange: Sendable {
+    var sold = 0
+    var held = 0
+    var available = 0
 }

@@ -13,6 +13,15 @@ public struct AuditReport: Sendable, Equatable {
     public var confirmed = 0
     /// Outcomes in a live hold (events with `hold_seconds` > 0).
     public var held = 0
+    /// Grants that gave their tickets back: holds released by their buyers, holds expired by a worker,
+    /// orders cancelled.
+    public var released = 0
+    public var expired = 0
+    public var cancelled = 0
+    /// Transitions whose counters a worker has yet to apply (`inventory_journal` rows).
+    public var journalPending = 0
+    /// The latest an expired hold was expired after its `expires_at`, in seconds (0 when none expired).
+    public var expiryLatenessMaxSeconds = 0.0
     /// Rejected outcomes, quarantined ones included.
     public var rejected = 0
     /// Outcomes rejected as `invalid_request` or `quarantined`: set aside, not decided. Reported,
@@ -24,6 +33,14 @@ public struct AuditReport: Sendable, Equatable {
     public var ticketsSold = 0
 
     public var isClean: Bool { violations.isEmpty }
+}
+
+/// How late a hold may be expired: a running worker looks for due holds at least every idle poll
+/// (250 ms) and expires them in its next batch, so a hold is expired well within this once the
+/// workers keep up; `verify` reports a live hold further past its expiry as a violation (no worker
+/// running, or workers far behind).
+public enum HoldExpiry {
+    public static let latenessMax: Duration = .seconds(5)
 }
 
 extension Store {
@@ -41,14 +58,17 @@ extension Store {
     /// in one transaction, `REPEATABLE READ READ ONLY`, so they see one snapshot even while intake and
     /// workers keep writing (a sale can be audited live), and without a statement timeout: the pool's
     /// bound is sized for a batch, and an audit reads whole tables.
-    public func audit(eventID: EventID? = nil) async throws -> AuditReport {
+    ///
+    /// `holdLatenessMax` is how far past its expiry a hold may still be held (nil: not checked, for an
+    /// audit of a database whose workers are stopped on purpose).
+    public func audit(eventID: EventID? = nil, holdLatenessMax: Duration? = HoldExpiry.latenessMax) async throws -> AuditReport {
         try await transaction(snapshot: true) { connection in
             try await connection.query("SET LOCAL statement_timeout = 0", logger: self.logger)
-            return try await self.audit(eventID: eventID, on: connection)
+            return try await self.audit(eventID: eventID, holdLatenessMax: holdLatenessMax, on: connection)
         }
     }
 
-    func audit(eventID: EventID?, on connection: PostgresConnection) async throws -> AuditReport {
+    func audit(eventID: EventID?, holdLatenessMax: Duration?, on connection: PostgresConnection) async throws -> AuditReport {
         var report = AuditReport()
         // A NULL filter means every event.
         let scope = eventID
@@ -58,6 +78,26 @@ extension Store {
         // Granted: held or confirmed (a hold's seats are as taken as a sale's).
         let live = IntentStatusWord.liveSQL("status")
         let liveO = IntentStatusWord.liveSQL("o.status")
+        let returned = IntentStatusWord.inSQL("status", IntentStatusWord.returned)
+        let allWords = IntentStatusWord.inSQL("status", IntentStatusWord.allCases.filter { $0 != .pending })
+        let latenessSeconds = holdLatenessMax.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+
+        for try await (released, expired, cancelled, journal, lateness) in try await connection.query(
+            """
+            SELECT (SELECT count(*) FROM outcomes WHERE status = 'released' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
+                   (SELECT count(*) FROM outcomes WHERE status = 'expired' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
+                   (SELECT count(*) FROM outcomes WHERE status = 'cancelled' AND (\(scope)::bigint IS NULL OR event_id = \(scope))),
+                   (SELECT count(*) FROM inventory_journal WHERE \(scope)::bigint IS NULL OR event_id = \(scope)),
+                   (SELECT coalesce(extract(epoch FROM max(changed_at - expires_at)), 0)::float8 FROM outcomes
+                    WHERE status = 'expired' AND (\(scope)::bigint IS NULL OR event_id = \(scope)))
+            """, logger: logger
+        ).decode((Int, Int, Int, Int, Double).self) {
+            report.released = released
+            report.expired = expired
+            report.cancelled = cancelled
+            report.journalPending = journal
+            report.expiryLatenessMaxSeconds = lateness
+        }
 
         for try await (events, accepted, outcomes, confirmed, held, rejected, quarantined, pending, sold) in try await connection.query(
             """
@@ -106,18 +146,61 @@ extension Store {
                        OR inv.available < 0 OR inv.held < 0 OR inv.sold < 0)
                 """
             ),
+            // The API's transitions change outcomes at once and owe the counters a journal row, which the
+            // worker holding the event's allocation right applies: counted in until it does.
             (
-                "inventory.sold or inventory.held differs from the tickets in confirmed or held outcomes",
+                "inventory.sold or inventory.held differs from the tickets in confirmed or held outcomes (journal rows not yet applied counted in)",
                 """
-                SELECT format('event %s: inventory sold %s, held %s; confirmed outcomes hold %s, held outcomes %s', inv.event_id, inv.sold, inv.held,
-                              coalesce(o.sold, 0), coalesce(o.held, 0))
+                SELECT format('event %s: inventory sold %s, held %s; outcomes and journal say sold %s, held %s', inv.event_id, inv.sold, inv.held,
+                              coalesce(o.sold, 0) + coalesce(j.sold, 0), coalesce(o.held, 0) + coalesce(j.held, 0))
                 FROM inventory inv
                 LEFT JOIN (SELECT event_id, sum(quantity) FILTER (WHERE status = 'confirmed') AS sold,
                                   sum(quantity) FILTER (WHERE status = 'held') AS held
                            FROM outcomes GROUP BY event_id) o
                   ON o.event_id = inv.event_id
+                LEFT JOIN (SELECT event_id,
+                                  sum(CASE change WHEN 'confirm' THEN -quantity WHEN 'cancel' THEN quantity ELSE 0 END) AS sold,
+                                  sum(CASE change WHEN 'confirm' THEN quantity WHEN 'release' THEN quantity ELSE 0 END) AS held
+                           FROM inventory_journal GROUP BY event_id) j
+                  ON j.event_id = inv.event_id
                 WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope))
-                  AND (inv.sold <> coalesce(o.sold, 0) OR inv.held <> coalesce(o.held, 0))
+                  AND (inv.sold <> coalesce(o.sold, 0) + coalesce(j.sold, 0) OR inv.held <> coalesce(o.held, 0) + coalesce(j.held, 0))
+                """
+            ),
+            (
+                "a released, expired or cancelled grant was returned to the sale other than exactly once",
+                """
+                SELECT format('intent %s (%s): returned_at %s, %s journal rows waiting to return it', o.public_id, o.status,
+                              coalesce(o.returned_at::text, 'null'), coalesce(j.n, 0))
+                FROM outcomes o
+                LEFT JOIN (SELECT intent_id, count(*) AS n FROM inventory_journal WHERE change IN ('release', 'cancel') GROUP BY intent_id) j
+                  ON j.intent_id = o.intent_id
+                WHERE (\(scope)::bigint IS NULL OR o.event_id = \(scope))
+                  AND (CASE WHEN o.returned_at IS NULL THEN 0 ELSE 1 END + coalesce(j.n, 0))
+                      <> CASE WHEN \(unescaped: returned.replacingOccurrences(of: "status", with: "o.status")) THEN 1 ELSE 0 END
+                """
+            ),
+            (
+                "an inventory journal row disagrees with its outcome",
+                """
+                SELECT format('journal %s (%s of intent %s, event %s, %s tickets): outcome %s', j.id, j.change, j.intent_id, j.event_id, j.quantity,
+                              coalesce(o.status || ' of event ' || o.event_id || ', ' || o.quantity || ' tickets', 'missing'))
+                FROM inventory_journal j LEFT JOIN outcomes o ON o.intent_id = j.intent_id
+                WHERE (\(scope)::bigint IS NULL OR j.event_id = \(scope))
+                  AND (o.intent_id IS NULL OR o.event_id <> j.event_id OR o.quantity <> j.quantity OR o.seats <> j.seats
+                       OR NOT (j.change = 'confirm' AND o.status IN ('confirmed', 'cancelled') OR j.change = 'release' AND o.status = 'released'
+                               OR j.change = 'cancel' AND o.status = 'cancelled'))
+                """
+            ),
+            (
+                "a hold is still held past its expiry by more than the bound (are the workers running?)",
+                """
+                SELECT format('intent %s of event %s: held, expired at %s, %s s ago', public_id, event_id, expires_at,
+                              round(extract(epoch FROM statement_timestamp() - expires_at)::numeric, 3))
+                FROM outcomes
+                WHERE status = 'held' AND \(latenessSeconds)::float8 IS NOT NULL
+                  AND expires_at < statement_timestamp() - make_interval(secs => \(latenessSeconds)::float8)
+                  AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                 """
             ),
             (
@@ -147,7 +230,7 @@ extension Store {
                 """
             ),
             (
-                "the seat map's taken seats differ from the seats in live (held or confirmed) outcomes",
+                "the seat map's taken seats differ from the seats in live (held or confirmed) outcomes and in returns not yet applied",
                 """
                 WITH marked AS (
                     SELECT r.event_id, s.name || '-' || r.row_number || '-' || (n + 1) AS seat
@@ -157,6 +240,9 @@ extension Store {
                 ), sold AS (
                     SELECT o.event_id, seat FROM outcomes o, unnest(o.seats) AS seat
                     WHERE \(unescaped: liveO) AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
+                    UNION ALL
+                    SELECT j.event_id, seat FROM inventory_journal j, unnest(j.seats) AS seat
+                    WHERE j.change IN ('release', 'cancel') AND (\(scope)::bigint IS NULL OR j.event_id = \(scope))
                 )
                 SELECT format('event %s: seat %s is %s', coalesce(m.event_id, s.event_id), coalesce(m.seat, s.seat),
                               CASE WHEN m.seat IS NULL THEN 'in an order but not marked taken' ELSE 'marked taken but in no order' END)
@@ -262,8 +348,8 @@ extension Store {
                 SELECT format('intent %s: status %s, reason %s', public_id, status, coalesce(reason, 'NULL'))
                 FROM outcomes
                 WHERE (\(scope)::bigint IS NULL OR event_id = \(scope))
-                  AND ((status = 'rejected') <> (reason IS NOT NULL) OR status NOT IN ('confirmed', 'rejected', 'held')
-                       OR (status = 'held') <> (expires_at IS NOT NULL)
+                  AND ((status = 'rejected') <> (reason IS NOT NULL) OR NOT \(unescaped: allWords)
+                       OR (status IN ('held', 'released', 'expired') AND expires_at IS NULL)
                        OR (status = 'rejected' AND reason <> ALL(\(knownReasons)::text[])))
                 """
             ),
@@ -323,25 +409,35 @@ extension Store {
                   AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.public_id = k.public_id)
                 """
             ),
-            // Inventory only shrinks, so once a request for n tickets in a scope is refused for lack of
-            // stock, no request decided later in that scope may get n or more.
+            // Between two returns inventory only shrinks, so once a request for n tickets in a scope is
+            // refused for lack of stock, no request decided later in that scope may be granted n or more
+            // until tickets come back (the first `returned_at` after the refusal: the worker stamps it in
+            // the batch that puts them back, before that batch's grants). Whatever became of a grant
+            // since (released, expired, cancelled), it was granted.
             (
-                "a later intent got what an earlier one, asking for as much, was refused",
+                "a later intent got what an earlier one, asking for as much, was refused (no tickets came back in between)",
                 """
                 WITH refused AS (
                     SELECT DISTINCT ON (event_id, coalesce(section, ''), quantity) event_id, coalesce(section, '') AS scope, quantity, decided_at, intent_id, public_id
                     FROM outcomes
                     WHERE status = 'rejected' AND reason IN ('sold_out', 'not_enough_available') AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                     ORDER BY event_id, coalesce(section, ''), quantity, decided_at, intent_id
-                ), granted AS (
-                    SELECT DISTINCT ON (o.event_id, coalesce(o.section, ''), o.quantity) o.event_id, coalesce(o.section, '') AS scope, o.quantity, o.decided_at, o.intent_id, o.public_id
-                    FROM outcomes o
-                    WHERE \(unescaped: liveO) AND NOT o.exact_seats AND (\(scope)::bigint IS NULL OR o.event_id = \(scope))
-                    ORDER BY o.event_id, coalesce(o.section, ''), o.quantity, o.decided_at DESC, o.intent_id DESC
+                ), returns AS MATERIALIZED (
+                    SELECT event_id, returned_at FROM outcomes
+                    WHERE returned_at IS NOT NULL AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                ), windows AS (
+                    SELECT r.*, (SELECT min(x.returned_at) FROM returns x WHERE x.event_id = r.event_id AND x.returned_at > r.decided_at) AS refilled_at
+                    FROM refused r
                 )
-                SELECT format('event %s: intent %s got %s after intent %s was refused %s', g.event_id, g.public_id, g.quantity, r.public_id, r.quantity)
-                FROM refused r JOIN granted g ON g.event_id = r.event_id AND g.scope = r.scope AND g.quantity >= r.quantity
-                 AND (g.decided_at, g.intent_id) > (r.decided_at, r.intent_id)
+                SELECT format('event %s: intent %s got %s after intent %s was refused %s', w.event_id, g.public_id, g.quantity, w.public_id, w.quantity)
+                FROM windows w
+                JOIN LATERAL (
+                    SELECT o.public_id, o.quantity FROM outcomes o
+                    WHERE o.event_id = w.event_id AND (o.decided_at, o.intent_id) > (w.decided_at, w.intent_id)
+                      AND o.decided_at < coalesce(w.refilled_at, 'infinity') AND o.status <> 'rejected' AND NOT o.exact_seats
+                      AND coalesce(o.section, '') = w.scope AND o.quantity >= w.quantity
+                    LIMIT 1
+                ) g ON true
                 """
             ),
         ]

@@ -21,24 +21,47 @@ public enum EventKind: String, Sendable, CaseIterable {
     }
 }
 
-/// Where an intent stands, as `outcomes.status` stores it (`confirmed`, `rejected`, `held`) and as the
-/// status read and the API report it: `pending` is an intent still queued, never stored.
+/// Where an intent stands, as `outcomes.status` stores it and as the status read and the API report
+/// it: `pending` is an intent still queued, never stored.
 ///
 /// The allocator's ``Outcome/confirmed(quantity:seats:)`` is a grant; the Store settles it as `held`
 /// (with an `expires_at`) when the event has holds (`events.hold_seconds > 0`), else as `confirmed`.
+/// A hold then becomes `confirmed` (paid), `released` (the buyer gave up) or `expired` (a worker
+/// found it past `expires_at`); a confirmed order may become `cancelled` (refunded). Released, expired
+/// and cancelled grants gave their seats back to the sale.
 public enum IntentStatusWord: String, Sendable, CaseIterable {
     case pending
     case confirmed
     case rejected
     case held
+    case released
+    case expired
+    case cancelled
 
     /// The statuses whose seats are taken: a seat is in at most one outcome with one of these.
     static let live: [IntentStatusWord] = [.confirmed, .held]
+    /// The statuses of grants that gave their seats back to the sale.
+    static let returned: [IntentStatusWord] = [.released, .expired, .cancelled]
+
+    /// Whether the intent holds its seats (or tickets) now.
+    public var isLive: Bool { Self.live.contains(self) }
+
+    /// SQL: `column` is one of `words` (`status IN ('confirmed', 'held')`).
+    static func inSQL(_ column: String, _ words: [IntentStatusWord]) -> String {
+        "\(column) IN (\(words.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
+    }
 
     /// SQL: `column` is a live status (`status IN ('confirmed', 'held')`).
-    static func liveSQL(_ column: String) -> String {
-        "\(column) IN (\(live.map { "'\($0.rawValue)'" }.joined(separator: ", ")))"
-    }
+    static func liveSQL(_ column: String) -> String { inSQL(column, live) }
+}
+
+/// `inventory_journal.change`: what a transition the API made owes the event's counters, paid by the
+/// worker holding the allocation right. A confirm moves tickets held → sold; a release held → available
+/// (seats back into their rows); a cancel sold → available (seats back).
+enum JournalChange: String, Sendable {
+    case confirm
+    case release
+    case cancel
 }
 
 /// Seat labels as the database keeps them: one text element each (`outcomes.seats`, `intents.seats`),
@@ -101,11 +124,12 @@ extension PurchaseRequest {
 }
 
 extension Outcome {
-    /// The outcome an `outcomes` row holds; throws ``StoreError/invariantBroken(_:)`` for a status or
+    /// The outcome an `outcomes` row holds (a grant for every status but `rejected`, whatever became of
+    /// it since: the status word says that); throws ``StoreError/invariantBroken(_:)`` for a status or
     /// reason outside the schema's words, or a seat label that does not parse (see ``SeatColumn``).
     init(status: String, quantity: Int, reason: String?, seats: [String], of publicID: UUID) throws {
         switch IntentStatusWord(rawValue: status) {
-        case .confirmed, .held:
+        case .confirmed, .held, .released, .expired, .cancelled:
             self = .confirmed(quantity: quantity, seats: try SeatColumn.labels(seats, of: "outcome of \(publicID)"))
         case .rejected:
             guard let reason = reason.flatMap(RejectionReason.init(rawValue:)) else {

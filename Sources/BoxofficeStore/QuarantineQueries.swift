@@ -85,7 +85,7 @@ extension Store {
             try await self.settle(
                 eventID: eventID, batch: [], outcomes: [],
                 setAside: [SetAside(intentID: intentID, reason: .quarantined, error: error)],
-                changedRows: [], ticketsSold: 0, holdSeconds: 0, on: connection)
+                changedRows: [], counters: CounterChange(), holdSeconds: 0, on: connection)
             return true
         }
     }

@@ -15,11 +15,15 @@ public struct IntentStatus: Sendable, Equatable {
     public let eventID: EventID
     public let quantity: Int
     public let state: State
-    /// The status as stored (`held`, `confirmed`, `rejected`), or `pending`: a decided grant is
-    /// `.decided(.confirmed)` in ``state`` whether it is held or confirmed.
+    /// The status as stored, or `pending`: a decided grant is `.decided(.confirmed)` in ``state``
+    /// whatever became of it since (held, confirmed, released, expired, cancelled).
     public let word: IntentStatusWord
-    /// When a hold ends; nil unless ``word`` is `held`.
-    public let expiresAt: Date?
+    /// When its hold ends or ended; nil for an intent that was never held.
+    public var expiresAt: Date? = nil
+    /// What the storefront recorded when it confirmed the hold (its payment's id), if anything.
+    public var paymentReference: String? = nil
+    /// Why an order was cancelled, if the administrator said.
+    public var cancelReason: String? = nil
 
     public var isDecided: Bool {
         if case .decided = state { return true }
@@ -30,17 +34,17 @@ public struct IntentStatus: Sendable, Equatable {
 /// One intent's outcome or queue position. One statement, so an intent settling meanwhile is seen
 /// either pending or decided, never neither.
 struct StatusStatement: StoreStatement {
-    typealias Row = (EventID, Int, String, String?, [String], Int, Date?)
+    typealias Row = (EventID, Int, String, String?, [String], Int, Date?, String?, String?)
     static let sample = StatusStatement(publicID: UUID())
     let publicID: UUID
 
     var query: PostgresQuery {
         """
-        SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint, o.expires_at
+        SELECT o.event_id, o.quantity, o.status, o.reason, o.seats, 0::bigint, o.expires_at, o.payment_reference, o.cancel_reason
         FROM outcomes o WHERE o.public_id = \(publicID)
         UNION ALL
         SELECT i.event_id, i.quantity, '\(unescaped: IntentStatusWord.pending.rawValue)', NULL, '{}'::text[],
-               \(unescaped: Store.queuedCountSQL(event: "i.event_id", below: "i.id")), NULL::timestamptz
+               \(unescaped: Store.queuedCountSQL(event: "i.event_id", below: "i.id")), NULL::timestamptz, NULL, NULL
         FROM intents i
         WHERE i.public_id = \(publicID)
         LIMIT 1
@@ -52,7 +56,7 @@ struct StatusStatement: StoreStatement {
 
 /// The outcomes of a set of intents: one indexed lookup for many long-polls at once.
 struct OutcomesStatement: StoreStatement {
-    typealias Row = (UUID, EventID, Int, String, String?, [String], Date?)
+    typealias Row = (UUID, EventID, Int, String, String?, [String], Date?, String?, String?)
     static let sample = OutcomesStatement(publicIDs: [])
     /// An array lookup like the settle's, whose cached generic plan seq-scanned a million intents
     /// (measured). This one runs once per settle notification, so planning it each time costs little
@@ -61,7 +65,10 @@ struct OutcomesStatement: StoreStatement {
     let publicIDs: [UUID]
 
     var query: PostgresQuery {
-        "SELECT public_id, event_id, quantity, status, reason, seats, expires_at FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])"
+        """
+        SELECT public_id, event_id, quantity, status, reason, seats, expires_at, payment_reference, cancel_reason
+        FROM outcomes WHERE public_id = ANY(\(publicIDs)::uuid[])
+        """
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
@@ -71,13 +78,14 @@ extension IntentStatus {
     /// A decided intent from its `outcomes` row; throws ``StoreError/invariantBroken(_:)`` for a row
     /// outside the schema's words.
     init(
-        decided publicID: UUID, eventID: EventID, quantity: Int, status: String, reason: String?, seats: [String], expiresAt: Date?
+        decided publicID: UUID, eventID: EventID, quantity: Int, status: String, reason: String?, seats: [String], expiresAt: Date?,
+        paymentReference: String?, cancelReason: String?
     ) throws {
         let outcome = try Outcome(status: status, quantity: quantity, reason: reason, seats: seats, of: publicID)
         let word = IntentStatusWord(rawValue: status) ?? .rejected
         self.init(
-            publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome), word: word,
-            expiresAt: word == .held ? expiresAt : nil)
+            publicID: publicID, eventID: eventID, quantity: quantity, state: .decided(outcome), word: word, expiresAt: expiresAt,
+            paymentReference: paymentReference, cancelReason: cancelReason)
     }
 }
 
@@ -105,24 +113,29 @@ extension Store {
 
     /// The outcome, or the queue position, of one intent; nil when the id is unknown.
     public func status(of publicID: UUID) async throws -> IntentStatus? {
-        guard let (eventID, quantity, status, reason, seats, ahead, expiresAt) = try await rows(StatusStatement(publicID: publicID)).first else {
-            return nil
-        }
+        guard
+            let (eventID, quantity, status, reason, seats, ahead, expiresAt, payment, cancelReason) = try await rows(
+                StatusStatement(publicID: publicID)
+            ).first
+        else { return nil }
         guard status != IntentStatusWord.pending.rawValue else {
-            return IntentStatus(
-                publicID: publicID, eventID: eventID, quantity: quantity, state: .pending(ahead: ahead), word: .pending, expiresAt: nil)
+            return IntentStatus(publicID: publicID, eventID: eventID, quantity: quantity, state: .pending(ahead: ahead), word: .pending)
         }
         return try IntentStatus(
-            decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt)
+            decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt,
+            paymentReference: payment, cancelReason: cancelReason)
     }
 
     /// The decided intents among `publicIDs`, with their outcomes; undecided or unknown ids are absent.
     public func decidedStatuses(among publicIDs: [UUID]) async throws -> [UUID: IntentStatus] {
         guard !publicIDs.isEmpty else { return [:] }
         var result: [UUID: IntentStatus] = [:]
-        for (publicID, eventID, quantity, status, reason, seats, expiresAt) in try await rows(OutcomesStatement(publicIDs: publicIDs)) {
+        for (publicID, eventID, quantity, status, reason, seats, expiresAt, payment, cancelReason) in try await rows(
+            OutcomesStatement(publicIDs: publicIDs))
+        {
             result[publicID] = try IntentStatus(
-                decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt)
+                decided: publicID, eventID: eventID, quantity: quantity, status: status, reason: reason, seats: seats, expiresAt: expiresAt,
+                paymentReference: payment, cancelReason: cancelReason)
         }
         return result
     }
