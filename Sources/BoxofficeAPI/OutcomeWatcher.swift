@@ -6,11 +6,12 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 
-/// Wakes long-polling status requests when their intent is decided.
+/// Wakes long-polling status requests when their intent's status changes: decided (from `pending`),
+/// or moved on by a transition (a hold confirmed, released or expired; an order cancelled).
 ///
-/// Workers NOTIFY the event id after each settle; the watcher then asks the database, in one query,
-/// which of the intents waited on for that event are decided, and wakes only those, handing each
-/// its outcome (so a woken request answers without another query). A periodic poll
+/// Workers NOTIFY the event id after each settle, the API after each transition; the watcher then
+/// asks the database, in one query, where the intents waited on for that event stand, and wakes only
+/// those that left the status their request waits on, handing each its status (so a woken request answers without another query). A periodic poll
 /// covers missed notifications and connections where LISTEN is impossible (PgBouncer in transaction mode).
 public final class OutcomeWatcher: Service, Sendable {
     public struct Configuration: Sendable {
@@ -36,6 +37,10 @@ public final class OutcomeWatcher: Service, Sendable {
     final class Slot: Sendable {
         let bell = Doorbell()
         let decided = Mutex<IntentStatus?>(nil)
+        /// The status the request waits to leave.
+        let waitWhile: IntentStatusWord
+
+        init(waitWhile: IntentStatusWord) { self.waitWhile = waitWhile }
 
         func deliver(_ status: IntentStatus) {
             decided.withLock { $0 = status }
@@ -66,7 +71,7 @@ public final class OutcomeWatcher: Service, Sendable {
 
     /// What a long-poll came to.
     public enum WaitResult: Sendable {
-        /// The intent is decided: its status.
+        /// The intent left the status waited on (decided, for `pending`): where it stands now.
         case decided(IntentStatus)
         /// The wait ended (its timeout, or the server stopping) with the intent still pending.
         case timedOut
@@ -74,10 +79,14 @@ public final class OutcomeWatcher: Service, Sendable {
         case refused
     }
 
-    /// Waits until `id` is decided or `timeout` passes. `recheck` runs once after registering, so an
-    /// outcome written just before cannot be missed; it returns the status if decided.
-    public func wait(for id: UUID, event: EventID, timeout: Duration, recheck: @Sendable () async -> IntentStatus?) async -> WaitResult {
-        let slot = Slot()
+    /// Waits until `id` leaves the status `waitWhile` (decided, for `pending`; confirmed, released or
+    /// expired, for `held`…) or `timeout` passes. `recheck` runs once after registering, so a change
+    /// written just before cannot be missed; it returns the status if it is no longer `waitWhile`.
+    public func wait(
+        for id: UUID, event: EventID, while waitWhile: IntentStatusWord = .pending, timeout: Duration,
+        recheck: @Sendable () async -> IntentStatus?
+    ) async -> WaitResult {
+        let slot = Slot(waitWhile: waitWhile)
         let token: Int? = state.withLock { state in
             guard state.count < configuration.waitersMax, (state.waiters[id]?.count ?? 0) < configuration.waitersPerIntentMax else { return nil }
             state.nextToken += 1
@@ -166,7 +175,9 @@ public final class OutcomeWatcher: Service, Sendable {
                 let chunk = Array(ids[start..<min(start + configuration.lookupBatchMax, ids.count)])
                 guard let decided = try? await store.decidedStatuses(among: chunk) else { break }
                 let deliveries = state.withLock { state in
-                    decided.flatMap { id, status in (state.waiters[id]?.values).map { $0.map { ($0, status) } } ?? [] }
+                    decided.flatMap { id, status in
+                        (state.waiters[id]?.values).map { $0.filter { $0.waitWhile != status.word }.map { ($0, status) } } ?? []
+                    }
                 }
                 for (slot, status) in deliveries { slot.deliver(status) }
             }

@@ -132,7 +132,8 @@ struct BulkBody {
 }
 
 /// An intent's status: pending (with its place in the queue), held (with seats and `expires_at`),
-/// confirmed (with seats) or rejected.
+/// confirmed (with seats, and the payment reference of a confirmed hold), rejected (with its reason),
+/// released, expired or cancelled (with the cancel reason, if any).
 struct StatusBody {
     let status: IntentStatus
 
@@ -144,18 +145,22 @@ struct StatusBody {
     }
 
     func response(headers: HTTPFields = [:]) -> Response {
+        // Seats are shown while the intent holds them (held, confirmed); a grant that gave them back
+        // (released, expired, cancelled) shows none.
         let (seats, reason, queuePosition): ([String], String?, Int?) =
             switch status.state {
             case .pending(let ahead): ([], nil, ahead + 1)
-            case .decided(.confirmed(_, let labels)): (labels.map(\.description), nil, nil)
+            case .decided(.confirmed(_, let labels)): (status.word.isLive ? labels.map(\.description) : [], nil, nil)
             case .decided(.rejected(let why)): ([], why.rawValue, nil)
             }
         let state = status.word.rawValue
         return JSONWriter.response(headers: headers) { json in
             json.object { json in
+                json.field("cancel_reason", status.cancelReason)
                 json.field("event_id", Int(status.eventID))
                 json.field("expires_at", status.expiresAt.map(Self.timestamp))
                 json.field("id", status.publicID)
+                json.field("payment_reference", status.paymentReference)
                 json.field("quantity", status.quantity)
                 json.field("queue_position", queuePosition)
                 json.field("reason", reason)

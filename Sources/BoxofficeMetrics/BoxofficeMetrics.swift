@@ -79,7 +79,11 @@ public final class BoxofficeMetrics: Sendable {
         Names.claimDuration: "Seconds of one claim, from BEGIN to COMMIT.",
         Names.claimIntents: "Intents per settled claim.",
         Names.decisions: "Intents decided, by status (confirmed, rejected) and rejection reason.",
-        Names.ticketsSold: "Tickets (seats or general-admission tickets) sold.",
+        Names.ticketsSold:
+            "Tickets (seats or general-admission tickets) sold: granted at an event without holds, or a hold confirmed (counted when a worker takes the confirm in).",
+        Names.ticketsHeld: "Tickets granted as holds (events with hold_seconds > 0).",
+        Names.holdsExpired: "Holds a worker found past their expiry and expired.",
+        Names.ticketsReturned: "Tickets put back into the sale by a worker, by how (released, expired, cancelled).",
         Names.decisionLatency: "Seconds from an intent's acceptance to its decision (the settle statement's time).",
         Names.lastClaim: "Unix time of this worker's last settled claim.",
         Names.workerRunning: "1 while this worker's claim loop runs, 0 once it stopped.",
@@ -127,6 +131,9 @@ public final class BoxofficeMetrics: Sendable {
         public static let claimIntents = "boxoffice_worker_claim_intents"
         public static let decisions = "boxoffice_decisions_total"
         public static let ticketsSold = "boxoffice_tickets_sold_total"
+        public static let ticketsHeld = "boxoffice_tickets_held_total"
+        public static let holdsExpired = "boxoffice_holds_expired_total"
+        public static let ticketsReturned = "boxoffice_tickets_returned_total"
         public static let decisionLatency = "boxoffice_decision_latency_seconds"
         public static let lastClaim = "boxoffice_worker_last_claim_timestamp_seconds"
         public static let workerRunning = "boxoffice_worker_running"

@@ -11,6 +11,10 @@ public final class WorkerMetrics: Sendable {
     let claimIntents: Recorder
     let confirmed: Counter
     let ticketsSold: Counter
+    let ticketsHeld: Counter
+    let holdsExpired: Counter
+    /// Tickets returned, by how: released, expired, cancelled.
+    let ticketsReturned: [Counter]
     let decisionLatency: Metrics.Timer
     let lastClaim: Gauge
     let running: Gauge
@@ -28,6 +32,11 @@ public final class WorkerMetrics: Sendable {
         claimIntents = Recorder(label: Names.claimIntents, aggregate: true, factory: factory)
         confirmed = Counter(label: Names.decisions, dimensions: [("status", "confirmed"), ("reason", "")], factory: factory)
         ticketsSold = Counter(label: Names.ticketsSold, factory: factory)
+        ticketsHeld = Counter(label: Names.ticketsHeld, factory: factory)
+        holdsExpired = Counter(label: Names.holdsExpired, factory: factory)
+        ticketsReturned = ["released", "expired", "cancelled"].map {
+            Counter(label: Names.ticketsReturned, dimensions: [("how", $0)], factory: factory)
+        }
         decisionLatency = Metrics.Timer(label: Names.decisionLatency, preferredDisplayUnit: .seconds, factory: factory)
         lastClaim = Gauge(label: Names.lastClaim, factory: factory)
         running = Gauge(label: Names.workerRunning, factory: factory)
@@ -36,10 +45,28 @@ public final class WorkerMetrics: Sendable {
     /// The worker's loop started (1) or stopped (0).
     public func setRunning(_ running: Bool) { self.running.record(running ? 1 : 0) }
 
+    /// What the lifecycle moved in one claim: tickets granted as holds, holds expired, tickets returned
+    /// (released, expired, cancelled).
+    public struct Lifecycle: Sendable {
+        public var ticketsHeld = 0
+        public var holdsExpired = 0
+        public var released = 0
+        public var expired = 0
+        public var cancelled = 0
+
+        public init() {}
+    }
+
     /// One claim settled and committed.
     public func settled(
-        intents: Int, confirmed: Int, rejectedByReason: [String: Int], ticketsSold: Int, decisionSeconds: [Double], duration: Duration
+        intents: Int, confirmed: Int, rejectedByReason: [String: Int], ticketsSold: Int, decisionSeconds: [Double], duration: Duration,
+        lifecycle: Lifecycle = Lifecycle()
     ) {
+        ticketsHeld.increment(by: lifecycle.ticketsHeld)
+        holdsExpired.increment(by: lifecycle.holdsExpired)
+        for (counter, tickets) in zip(ticketsReturned, [lifecycle.released, lifecycle.expired, lifecycle.cancelled]) where tickets > 0 {
+            counter.increment(by: tickets)
+        }
         claims.increment()
         claimDuration.recordNanoseconds(Int64(duration.seconds * 1e9))
         claimIntents.record(intents)

@@ -21,9 +21,12 @@ public struct BatchReport: Sendable, Equatable {
     public let ticketsHeld: Int
     /// Holds this batch found past their expiry and expired (their tickets are back in the sale).
     public var holdsExpired = 0
-    /// Tickets back into the sale before this batch allocated: released and expired holds, cancelled
-    /// orders. The batch's grants may include them.
-    public var ticketsReturned = 0
+    /// Tickets back into the sale before this batch allocated, by how: released holds, expired holds,
+    /// cancelled orders. The batch's grants may include them.
+    public var ticketsReleased = 0
+    public var ticketsExpired = 0
+    public var ticketsCancelled = 0
+    public var ticketsReturned: Int { ticketsReleased + ticketsExpired + ticketsCancelled }
     /// Tickets of holds confirmed since the last batch (moved from held to sold).
     public var ticketsConfirmed = 0
     /// The largest intent id settled: a worker that shrank this event's claims after failures knows
@@ -134,7 +137,9 @@ extension Store {
                     quarantined: invalid.count, ticketsSold: granted, ticketsHeld: ticketsHeld, intentIDMax: claimed.max() ?? 0,
                     rejectedByReason: rejectedByReason, decisionSeconds: decisionSeconds)
                 report.holdsExpired = returns.holdsExpired
-                report.ticketsReturned = returns.ticketsReturned
+                report.ticketsReleased = returns.released
+                report.ticketsExpired = returns.expired
+                report.ticketsCancelled = returns.cancelled
                 report.ticketsConfirmed = returns.confirmed
                 return report
             } catch {

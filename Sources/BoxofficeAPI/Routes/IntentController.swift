@@ -5,7 +5,8 @@ import HTTPTypes
 import Hummingbird
 
 /// Intents: producers enqueue them one at a time (group commit) or in bulk; anyone holding an id
-/// reads its status, optionally long-polling for the outcome.
+/// reads its status, optionally long-polling until it changes; producers confirm and release holds,
+/// administrators cancel confirmed orders.
 struct IntentController: APIController {
     let store: BoundedStore
     let groupCommit: IntakeGroupCommit
@@ -21,7 +22,33 @@ struct IntentController: APIController {
             .post("/events/:event/intents", as: .producer) { request, context in try await enqueue(request, context) },
             .post("/events/:event/intents/batch", as: .producer) { request, context in try await enqueueBulk(request, context) },
             .get("/intents/:intent") { request, context in try await status(request, context) },
+            .post("/intents/:intent/confirm", as: .producer) { request, context in try await transition(.confirm, request, context) },
+            .post("/intents/:intent/release", as: .producer) { request, context in try await transition(.release, request, context) },
+            .post("/intents/:intent/cancel", as: .admin) { request, context in try await transition(.cancel, request, context) },
         ]
+    }
+
+    /// A transition of a decided intent: `200` with its status when made now or before (a repeat), a
+    /// `409` whose code says why when impossible from where the intent stands; nothing is written then.
+    func transition(_ kind: TransitionValidation.Kind, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let id = try IntentValidation.intentID(context.parameters.get("intent"))
+        let (transition, customer) = try TransitionValidation.transition(
+            kind, body: try await collectBody(request, bytesMax: configuration.bodyBytesMax), customerLengthMax: configuration.customerLengthMax)
+        guard let result = try await store.call({ try await $0.transition(transition, of: id, customer: customer) }) else {
+            throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
+        }
+        switch result {
+        case .done(let status):
+            return StatusBody(status).response()
+        case .refused(let status, let pastExpiry):
+            throw TransitionValidation.refusal(status, pastExpiry: pastExpiry)
+        case .paymentReferenceDiffers:
+            throw APIError(
+                .conflict, "payment_reference_differs",
+                "intent \(id) was confirmed with another payment_reference; this payment is not for it (refund it)")
+        case .anotherCustomer:
+            throw APIError(.forbidden, "customer_mismatch", "intent \(id) is not customer \(customer ?? "")'s")
+        }
     }
 
     func enqueue(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -78,14 +105,15 @@ struct IntentController: APIController {
     func status(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let id = try IntentValidation.intentID(context.parameters.get("intent"))
         let waitSeconds = try IntentValidation.waitSeconds(request.uri.queryParameters.get("wait"), max: configuration.longPollSecondsMax)
+        let waitWhile = try TransitionValidation.waitWhile(request.uri.queryParameters.get("while"))
         guard var status = try await store.call({ try await $0.status(of: id) }) else {
             throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
         }
         var headers: HTTPFields = [:]
-        if case .pending = status.state, waitSeconds > 0 {
+        if status.word == waitWhile, waitSeconds > 0 {
             // The recheck reads only the outcome (one index probe), not the queue position.
-            let waited = await watcher.wait(for: id, event: status.eventID, timeout: .seconds(waitSeconds)) {
-                try? await store.call { try await $0.decidedStatuses(among: [id])[id] }
+            let waited = await watcher.wait(for: id, event: status.eventID, while: waitWhile, timeout: .seconds(waitSeconds)) {
+                try? await store.call { try await $0.decidedStatuses(among: [id])[id] }.flatMap { $0.word == waitWhile ? nil : $0 }
             }
             switch waited {
             case .decided(let decided):
