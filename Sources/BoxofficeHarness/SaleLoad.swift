@@ -29,6 +29,10 @@ public struct SaleLoad: Sendable {
         /// cannot decide (workers that never connect) ends the run with `undecided` intents instead
         /// of two minutes of long-polls per intent.
         public var timeLimit: Duration = .seconds(180)
+        /// Events with holds: the share of buyers (0…1) who pay for a hold they are granted, by
+        /// confirming it (`POST /intents/{id}/confirm`) right after seeing it; the others walk away
+        /// and their holds expire. Nil: buyers leave holds as they are.
+        public var payingShare: Double?
 
         public init(baseURL: String, eventID: Int64, intents: Int) {
             self.baseURL = baseURL
@@ -55,6 +59,14 @@ public struct SaleLoad: Sendable {
         public var transportErrors = 0
         /// Intents still pending when their long-poll budget ran out.
         public var undecided = 0
+        /// Holds their buyers paid for (confirmed: 200), with their tickets; holds whose confirm came
+        /// too late (409 hold_expired); holds their buyers walked away from (left to expire).
+        public var paid = 0
+        public var ticketsPaid = 0
+        public var paidTooLate = 0
+        public var walkedAway = 0
+        /// Confirms answered otherwise (transport errors, 5xx), by status (-1: no answer).
+        public var confirmFailures: [Int: Int] = [:]
         /// POST → 202, microseconds.
         public var intakeLatency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         /// POST sent → outcome seen, microseconds.
@@ -71,6 +83,11 @@ public struct SaleLoad: Sendable {
             intakeFailures.merge(other.intakeFailures, uniquingKeysWith: +)
             transportErrors += other.transportErrors
             undecided += other.undecided
+            paid += other.paid
+            ticketsPaid += other.ticketsPaid
+            paidTooLate += other.paidTooLate
+            walkedAway += other.walkedAway
+            confirmFailures.merge(other.confirmFailures, uniquingKeysWith: +)
             intakeLatency.add(other.intakeLatency)
             outcomeLatency.add(other.outcomeLatency)
         }
@@ -163,6 +180,19 @@ public struct SaleLoad: Sendable {
                     if status.status == "held" { result.held += 1 }
                     result.ticketsConfirmed += status.quantity
                     result.seats += status.seats
+                    if status.status == "held", let share = configuration.payingShare {
+                        if Double(random.next() % 1_000_000) / 1_000_000 < share {
+                            switch await confirm(id, index: index, client: client) {
+                            case 200:
+                                result.paid += 1
+                                result.ticketsPaid += status.quantity
+                            case 409: result.paidTooLate += 1
+                            case let code: result.confirmFailures[code, default: 0] += 1
+                            }
+                        } else {
+                            result.walkedAway += 1
+                        }
+                    }
                 } else {
                     result.rejected += 1
                 }
@@ -170,6 +200,18 @@ public struct SaleLoad: Sendable {
                 result.undecided += 1
             }
         }
+    }
+
+    /// Confirms a hold the buyer paid for; the answer's status code (409: too late), -1 with no answer.
+    func confirm(_ id: UUID, index: Int, client: HTTPClient) async -> Int {
+        var request = HTTPClientRequest(url: "\(configuration.baseURL)/intents/\(id)/confirm")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        request.body = .bytes(ByteBuffer(string: #"{"payment_reference": "pay-\#(configuration.seed)-\#(index)"}"#))
+        guard let response = try? await client.execute(request, timeout: .seconds(30)) else { return -1 }
+        _ = try? await response.body.collect(upTo: 1 << 20)
+        return Int(response.status.code)
     }
 
     /// Long-polls until the intent is decided; nil after about two minutes of pending answers, or at `deadline`.

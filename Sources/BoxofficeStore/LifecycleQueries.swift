@@ -53,6 +53,33 @@ public enum TransitionResult: Sendable, Equatable {
     case anotherCustomer
 }
 
+/// Why a transition is impossible from where the intent stands, as a code (the API's 409 `error`, the
+/// CLI's message) and a sentence that says what it means and what to do.
+public struct TransitionRefusal: Sendable, Equatable {
+    public let code: String
+    public let message: String
+
+    public init(_ status: IntentStatus, pastExpiry: Bool) {
+        let id = status.publicID.uuidString.lowercased()
+        (code, message) =
+            switch status.word {
+            case .pending: ("intent_pending", "intent \(id) is still queued; wait for its outcome (GET /intents/\(id)?wait=30)")
+            case .rejected: ("intent_rejected", "intent \(id) was rejected; it holds nothing")
+            case .held where pastExpiry: ("hold_expired", "the hold of intent \(id) expired; it can no longer be confirmed")
+            case .held: ("intent_held", "intent \(id) is held, not confirmed; release the hold instead, or confirm it first")
+            case .confirmed: ("intent_confirmed", "intent \(id) is confirmed; an administrator cancels a confirmed order")
+            case .expired: ("hold_expired", "the hold of intent \(id) expired; its seats went back into the sale")
+            case .released: ("hold_released", "the hold of intent \(id) was released; its seats went back into the sale")
+            case .cancelled: ("intent_cancelled", "intent \(id) was cancelled")
+            }
+    }
+
+    /// Every code a refusal may carry (for the API's documentation and tests).
+    public static let codes = [
+        "intent_pending", "intent_rejected", "hold_expired", "intent_held", "intent_confirmed", "hold_released", "intent_cancelled",
+    ]
+}
+
 extension Store {
     /// Makes `transition` of the intent `publicID` (nil when the id is unknown). One conditional UPDATE
     /// of the outcome row decides: it changes the row only from the transition's starting status (and,

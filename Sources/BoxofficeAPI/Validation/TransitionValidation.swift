@@ -50,19 +50,8 @@ enum TransitionValidation {
 
     /// The 409 for a transition refused from where the intent stands: its code says why.
     static func refusal(_ status: IntentStatus, pastExpiry: Bool) -> APIError {
-        let id = status.publicID.uuidString.lowercased()
-        let (code, message): (String, String) =
-            switch status.word {
-            case .pending: ("intent_pending", "intent \(id) is still queued; wait for its outcome (GET /intents/\(id)?wait=30)")
-            case .rejected: ("intent_rejected", "intent \(id) was rejected; it holds nothing")
-            case .held where pastExpiry: ("hold_expired", "the hold of intent \(id) expired; it can no longer be confirmed")
-            case .held: ("intent_held", "intent \(id) is held, not confirmed; release the hold instead, or confirm it first")
-            case .confirmed: ("intent_confirmed", "intent \(id) is confirmed; an administrator cancels a confirmed order")
-            case .expired: ("hold_expired", "the hold of intent \(id) expired; its seats went back into the sale")
-            case .released: ("hold_released", "the hold of intent \(id) was released; its seats went back into the sale")
-            case .cancelled: ("intent_cancelled", "intent \(id) was cancelled")
-            }
-        return APIError(.conflict, code, message)
+        let refusal = TransitionRefusal(status, pastExpiry: pastExpiry)
+        return APIError(.conflict, refusal.code, refusal.message)
     }
 
     /// `?while=`: the status a long-poll waits to leave (`pending` when absent).
