@@ -51,6 +51,23 @@ extension IntegrationTests {
                     #expect(data.status == 200)
                     #expect(data.object["workers_alive"] as? Int == 0 && (data.object["events"] as? [Any])?.isEmpty == true)
                 }
+                // A hundred pages polling at once share one sample (one read of the database).
+                let (status, taken) = try await withThrowingTaskGroup(of: (Int, Double?).self) { group in
+                    for _ in 0..<100 {
+                        group.addTask {
+                            let reply = try await api.sendJSON(.GET, "/dashboard/data", headers: [basic("admin", admin)])
+                            return (reply.status, reply.object["sampled_at"] as? Double)
+                        }
+                    }
+                    return try await group.reduce(into: (Set<Int>(), Set<Double?>())) {
+                        $0.0.insert($1.0)
+                        $0.1.insert($1.1)
+                    }
+                }
+                #expect(status == [200])
+                // At most two samples if the second turned while the hundred were answered.
+                #expect((1...2).contains(taken.count) && !taken.contains(nil), "samples: \(taken)")
+
                 // The route table's 405 covers the dashboard like every route.
                 let post = try await api.send(.POST, "/dashboard/data", body: "{}", headers: [basic("admin", admin)])
                 #expect(post.status == 405 && post.headers.contains { $0.0.lowercased() == "allow" && $0.1 == "GET, HEAD" })
