@@ -80,7 +80,7 @@ extension IntegrationTests {
         }
 
         @Test(
-            "Headless Chromium shows a real sale live (API and workers as processes): the numbers on the page move, then finish equal to GET /events/{id}; a screenshot is saved",
+            "Headless Chromium shows a real sale live (API and workers as processes): the numbers on the page move, then finish equal to GET /events/{id}; workers alive go from 2 to 0 as they exit; a screenshot is saved",
             .enabled(if: HeadlessChromium.executable != nil, "needs Debian's chromium (`.ci/run` installs it)"))
         func liveInChromium() async throws {
             try await withLiveAPI { base in
@@ -167,6 +167,11 @@ extension IntegrationTests {
                 print("dashboard screenshot: \(path)")
 
                 #expect(await workers.terminateAll() == [0, 0], "\(workerLogTail())")
+                // Workers alive counts connected worker processes: none once they have exited.
+                try await waitUntil("the page to show no worker alive", every: .milliseconds(250), timeout: .seconds(30)) {
+                    let page = try await Page.read(browser)
+                    return page.workers == "0" ? nil : "\(page)"
+                }
                 #expect(await server.process.terminateAll() == [0], "\(workerLogTail())")
             }
         }
