@@ -77,9 +77,10 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            // The OpenAPI document, served at /openapi.json and read by the API fuzzer: compiled in by the
-            // plugin (no resource bundle to ship beside the binary), so excluded from the target's sources.
-            exclude: ["Resources/openapi.json"],
+            // The OpenAPI document, served at /openapi.json and read by the API fuzzer, and the dashboard's
+            // page: compiled in by the plugin (no resource bundle to ship beside the binary), so excluded
+            // from the target's sources.
+            exclude: ["Resources/openapi.json", "Resources/dashboard.html"],
             plugins: ["EmbedFiles"]
         ),
         // The claim → allocate → settle loop.

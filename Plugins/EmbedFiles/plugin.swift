@@ -3,7 +3,7 @@ import PackagePlugin
 
 /// Embeds files into the target that uses this plugin, as `enum Embedded { static let files }`:
 /// - BoxofficeStore: every `db/migrations/*.sql` (the one source of truth of the schema), by name;
-/// - BoxofficeAPI: `Resources/openapi.json`.
+/// - BoxofficeAPI: `Resources/openapi.json` and `Resources/dashboard.html`.
 /// The files are the command's inputs, so editing or adding one rebuilds the target.
 @main
 struct EmbedFiles: BuildToolPlugin {
@@ -15,7 +15,7 @@ struct EmbedFiles: BuildToolPlugin {
             let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
             inputs = names.map { folder.appending(path: $0) }
         case "BoxofficeAPI":
-            inputs = [context.package.directoryURL.appending(path: "Sources/BoxofficeAPI/Resources/openapi.json")]
+            inputs = ["openapi.json", "dashboard.html"].map { context.package.directoryURL.appending(path: "Sources/BoxofficeAPI/Resources/\($0)") }
         default:
             Diagnostics.error("EmbedFiles knows no files for target \(target.name)")
             return []

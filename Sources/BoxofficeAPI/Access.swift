@@ -123,10 +123,23 @@ public enum AccessControl: Sendable {
 
     /// Throws 401 when the request carries no bearer token, 403 when it does not grant `role`.
     /// Runs before the body is read, so a refused request costs nothing and writes nothing.
-    func authorize(_ request: Request, as role: Role) throws(APIError) {
+    ///
+    /// `acceptingBasic` (the dashboard, which a browser opens): HTTP Basic credentials are accepted too,
+    /// the token as the password (any user name), and a request without them is challenged with
+    /// `WWW-Authenticate: Basic`, so the browser asks for them; a wrong password is challenged again.
+    func authorize(_ request: Request, as role: Role, acceptingBasic: Bool = false) throws(APIError) {
         guard case .tokens(let producer, let admin) = self else { return }
         guard let header = request.headers[.authorization] else {
+            if acceptingBasic { throw APIError.basicChallenge("this page needs the admin token as the password of HTTP Basic credentials") }
             throw APIError.unauthorized("this request needs an Authorization: Bearer <token> header")
+        }
+        if acceptingBasic, header.prefix(Self.basicScheme.count).lowercased() == Self.basicScheme {
+            let password = Self.basicPassword(header.dropFirst(Self.basicScheme.count))
+            let granted = role == .admin ? [admin] : [admin, producer]
+            // Every comparison runs, so timing does not tell which token was close.
+            let matches = granted.map { Self.constantTimeEquals(password ?? [], $0.utf8) }
+            guard matches.contains(true) else { throw APIError.basicChallenge("the password must be the admin token") }
+            return
         }
         let scheme = "bearer "
         guard header.utf8.count > scheme.utf8.count, header.prefix(scheme.count).lowercased() == scheme else {
@@ -144,6 +157,21 @@ public enum AccessControl: Sendable {
         case .producer:
             throw APIError(.forbidden, "forbidden", "this token may not enqueue intents")
         }
+    }
+
+    static let basicScheme = "basic "
+    /// Longest base64 Basic credentials read: a user name and a token of ``tokenLengthMax`` each.
+    static let basicCredentialsLengthMax = 4 * ((2 * tokenLengthMax + 1 + 2) / 3)
+
+    /// The password of Basic credentials (RFC 7617: base64 of `user:password`, the user without a colon);
+    /// nil when they are not that. Longer credentials than a user name and a token can make are refused
+    /// before decoding.
+    static func basicPassword(_ encoded: Substring) -> [UInt8]? {
+        let encoded = encoded.trimmingCharacters(in: .whitespaces)
+        guard encoded.utf8.count <= basicCredentialsLengthMax, let decoded = Data(base64Encoded: encoded),
+            let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
+        else { return nil }
+        return Array(decoded[decoded.index(after: colon)...])
     }
 
     /// Compares in time that depends only on the length of `expected`, never on where bytes differ.
@@ -167,5 +195,10 @@ public struct AccessError: Error, CustomStringConvertible {
 extension APIError {
     static func unauthorized(_ message: String) -> APIError {
         APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: #"Bearer realm="boxoffice""#])
+    }
+
+    /// 401 with a Basic challenge: a browser asks its user for a name and password and sends them back.
+    static func basicChallenge(_ message: String) -> APIError {
+        APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: #"Basic realm="boxoffice dashboard", charset="UTF-8""#])
     }
 }

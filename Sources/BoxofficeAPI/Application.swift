@@ -90,6 +90,7 @@ extension RouteTable {
         let bounded = BoundedStore(store: store, waitMilliseconds: configuration.databaseWaitMilliseconds)
         return RouteTable(controllers: [
             OperationsController(store: bounded, metrics: configuration.metrics),
+            DashboardController(samples: DashboardSamples(store: bounded)),
             EventController(store: bounded, configuration: configuration),
             IntentController(
                 store: bounded, groupCommit: groupCommit, watcher: watcher, configuration: configuration,

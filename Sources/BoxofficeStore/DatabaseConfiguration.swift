@@ -55,6 +55,21 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
     /// the pool keeps as its minimum get no idle timer, and without keep-alive none gets the other. A
     /// dead connection is then found when it is next used (the statement fails, the pool reconnects).
     public var keepsConnectionsOpen: Bool = false
+    /// `application_name` of every connection (what `pg_stat_activity` shows): `boxoffice`, or for a
+    /// `boxoffice work` process ``workerApplicationName()``, by which the dashboard counts workers alive.
+    public var applicationName = "boxoffice"
+
+    /// How a worker process's connections begin their `application_name`.
+    public static let workerApplicationNamePrefix = "boxoffice-worker "
+
+    /// A worker process's `application_name`: ``workerApplicationNamePrefix``, a random id drawn once per
+    /// process (so two hosts' equal pids stay apart), then the pid for the operator; 33 bytes at most,
+    /// well within PostgreSQL's 63. Every connection of one process carries the same name, so the number
+    /// of distinct names is the number of worker processes connected.
+    public static func workerApplicationName() -> String {
+        let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        return workerApplicationNamePrefix + String(repeating: "0", count: 8 - id.count) + id + " pid " + String(getpid())
+    }
 
     public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String) {
         self.host = host
@@ -191,7 +206,7 @@ public struct DatabaseConfiguration: Sendable, Equatable, CustomStringConvertibl
             ("statement_timeout", "\(statementTimeoutMilliseconds)"),
             ("lock_timeout", "\(lockTimeoutMilliseconds)"),
             ("idle_in_transaction_session_timeout", "\(idleInTransactionTimeoutMilliseconds)"),
-            ("application_name", "boxoffice"),
+            ("application_name", applicationName),
         ]
         // Unnamed statements (`preparedStatements` off, the PgBouncer setting) are planned per execution anyway.
         if customPlans && preparedStatements {

@@ -57,6 +57,8 @@ struct Work: AsyncParsableCommand {
         databaseConfiguration.connectionsMax = noListen ? 1 : 2
         databaseConfiguration.customPlans = true
         databaseConfiguration.keepsConnectionsOpen = true
+        // What the dashboard counts as a worker alive: a connection named as a worker's (pg_stat_activity).
+        databaseConfiguration.applicationName = DatabaseConfiguration.workerApplicationName()
         let store = Store(configuration: databaseConfiguration, logger: logger)
         var configuration = AllocationWorker.Configuration()
         configuration.batchSizeMax = batchSize

@@ -120,4 +120,21 @@ struct AccessTokenTests {
         }
         #expect(producer == environment["BOXOFFICE_PRODUCER_TOKEN"] && admin == environment["BOXOFFICE_ADMIN_TOKEN"])
     }
+
+    @Test("Basic credentials: the password is what follows the first colon; no colon, bad base64 or overlong credentials give none")
+    func basicPassword() {
+        func encoded(_ text: String) -> Substring { Substring(Data(text.utf8).base64EncodedString()) }
+        let token = AccessControl.randomToken()
+        #expect(AccessControl.basicPassword(encoded("admin:\(token)")) == Array(token.utf8))
+        #expect(AccessControl.basicPassword(encoded(":\(token)")) == Array(token.utf8), "any user name, the empty one too")
+        #expect(AccessControl.basicPassword(encoded("admin:a:b")) == Array("a:b".utf8), "a password may hold colons")
+        #expect(AccessControl.basicPassword(" " + encoded("admin:x") + " ") == Array("x".utf8))
+        #expect(AccessControl.basicPassword(encoded("no colon")) == nil)
+        #expect(AccessControl.basicPassword("%%%") == nil)
+        let longest = String(repeating: "u", count: AccessControl.tokenLengthMax) + ":" + String(repeating: "p", count: AccessControl.tokenLengthMax)
+        #expect(AccessControl.basicPassword(encoded(longest))?.count == AccessControl.tokenLengthMax)
+        #expect(
+            AccessControl.basicPassword(encoded("uuu" + longest)) == nil,
+            "past a user name and a token of the longest length (base64 counts in 3 bytes)")
+    }
 }

@@ -253,25 +253,27 @@ struct RouteTableTests {
         let allowed = try table().allowedMethods
         #expect(
             allowed.map(\.path) == [
-                "/health", "/ready", "/openapi.json", "/events", "/events/:event",
+                "/health", "/ready", "/openapi.json", "/dashboard", "/dashboard/data", "/events", "/events/:event",
                 "/events/:event/intents", "/events/:event/intents/batch", "/intents/:intent",
             ])
         #expect(
             allowed.map(\.methods) == [
-                [.get, .head], [.get, .head], [.get, .head], [.post], [.get, .head], [.post], [.post], [.get, .head],
+                [.get, .head], [.get, .head], [.get, .head], [.get, .head], [.get, .head], [.post], [.get, .head], [.post], [.post],
+                [.get, .head],
             ])
     }
 
-    @Test("writes need a role, reads need none")
+    @Test("writes need a role, reads need none but the dashboard's (admin, Basic credentials accepted)")
     func roles() throws {
         let routes = try table().controllers.flatMap { controller in
-            controller.routes.map { (RouteTable.join(controller.path, $0.path), $0.method, $0.role) }
+            controller.routes.map { (RouteTable.join(controller.path, $0.path), $0.method, $0.role, $0.acceptsBasic) }
         }
-        for (path, method, role) in routes {
+        for (path, method, role, acceptsBasic) in routes {
             switch (method, path) {
-            case (.post, "/events"): #expect(role == .admin)
-            case (.post, _): #expect(role == .producer, "\(path)")
-            default: #expect(role == nil, "\(method) \(path)")
+            case (.post, "/events"): #expect(role == .admin && !acceptsBasic)
+            case (.post, _): #expect(role == .producer && !acceptsBasic, "\(path)")
+            case (.get, "/dashboard"), (.get, "/dashboard/data"): #expect(role == .admin && acceptsBasic, "\(path)")
+            default: #expect(role == nil && !acceptsBasic, "\(method) \(path)")
             }
         }
     }

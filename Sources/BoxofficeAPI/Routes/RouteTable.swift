@@ -11,11 +11,20 @@ struct APIRoute: Sendable {
     let path: String
     /// Who may call it; nil when anyone may (reads: ids are unguessable, event counts are public).
     let role: AccessControl.Role?
+    /// The role's token is accepted as the password of HTTP Basic credentials too, and a request
+    /// without credentials is challenged for them: a page a browser opens (it cannot send a bearer header).
+    var acceptsBasic = false
     let handler: Handler
 
     /// A read anyone may make; HEAD is answered too (the router generates it, the guard allows it).
     static func get(_ path: String, _ handler: @escaping Handler) -> APIRoute {
         APIRoute(method: .get, path: path, role: nil, handler: handler)
+    }
+
+    /// A read for an administrator's browser: the admin token as a bearer token or as the password of
+    /// HTTP Basic credentials (see ``AccessControl/authorize(_:as:acceptingBasic:)``); HEAD answered too.
+    static func browse(_ path: String, _ handler: @escaping Handler) -> APIRoute {
+        APIRoute(method: .get, path: path, role: .admin, acceptsBasic: true, handler: handler)
     }
 
     /// A write that needs a token granting `role`, checked before the body is read.
@@ -41,9 +50,9 @@ struct RouteTable: Sendable {
         for controller in controllers {
             let collection = RouteCollection(context: BasicRequestContext.self)
             for route in controller.routes {
-                let (role, handler) = (route.role, route.handler)
+                let (role, acceptsBasic, handler) = (route.role, route.acceptsBasic, route.handler)
                 collection.on(RouterPath(route.path), method: route.method) { request, context in
-                    if let role { try access.authorize(request, as: role) }
+                    if let role { try access.authorize(request, as: role, acceptingBasic: acceptsBasic) }
                     return try await handler(request, context)
                 }
             }
