@@ -27,6 +27,34 @@ extension Store {
             """, logger: logger)
     }
 
+    /// Queues `count` intents the way a sale's intake does: the intake statement (`enqueue`, what the
+    /// API's group commit sends) with groups of ``BenchRunner/intakeGroupRows`` rows, from
+    /// ``BenchRunner/intakeWriters`` concurrent writers, each group its own transaction. Nothing
+    /// vacuums or checkpoints after it.
+    package func fillLikeIntake(eventID: EventID, count: Int, quantities: [Int] = [1], sections: [String?] = [nil]) async throws {
+        precondition(count >= 0 && !quantities.isEmpty && !sections.isEmpty)
+        let groups = stride(from: 0, to: count, by: BenchRunner.intakeGroupRows).map { $0..<min($0 + BenchRunner.intakeGroupRows, count) }
+        let next = WorkCursor()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<BenchRunner.intakeWriters {
+                group.addTask {
+                    while true {
+                        let index = next.take()
+                        guard index < groups.count else { return }
+                        let drafts = groups[index].map { g in
+                            let quantity = quantities[g % quantities.count]
+                            let request: PurchaseRequest =
+                                sections[g % sections.count].map { .inSection($0, quantity: quantity) } ?? .anywhere(quantity: quantity)
+                            return IntentDraft(eventID: eventID, customer: "bench-\(g)", request: request, idempotencyKey: nil)
+                        }
+                        _ = try await self.enqueue(drafts, notify: false)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
     /// Before a timed run that follows millions of intents in and out: vacuum the queue (its dead index
     /// entries are walked by every claim and status read until autovacuum runs) and checkpoint (the
     /// pages those runs dirtied are written now, not during the measurement).
@@ -58,6 +86,21 @@ extension Store {
             for try await (id, decided) in rows.decode((UUID, Date).self) { result[id] = decided }
         }
         return result
+    }
+
+    /// Up to `limit` of the event's live holds, newest first.
+    package func heldIntents(of eventID: EventID, limit: Int) async throws -> [UUID] {
+        var result: [UUID] = []
+        let rows = try await client.query(
+            "SELECT public_id FROM outcomes WHERE event_id = \(eventID) AND status = 'held' ORDER BY expires_at DESC LIMIT \(limit)", logger: logger)
+        for try await id in rows.decode(UUID.self) { result.append(id) }
+        return result
+    }
+
+    /// Outcomes written so far (decided intents), all events.
+    func decidedCount() async throws -> Int {
+        for try await count in try await client.query("SELECT count(*) FROM outcomes", logger: logger).decode(Int.self) { return count }
+        return 0
     }
 
     /// Intents queued for all events.

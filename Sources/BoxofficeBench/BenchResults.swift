@@ -17,6 +17,15 @@ struct DrainRow: Sendable {
     var batchesPerSecond: Double { Double(batches) / max(seconds, 0.001) }
 }
 
+/// A holds cell: the drain row, and what the lifecycle did in it.
+struct HoldsRow: Sendable {
+    let drain: DrainRow
+    let confirmed: Int
+    let expired: Int
+    let released: Int
+    let capacity: Int
+}
+
 struct HTTPRow: Sendable {
     let rate: Int
     let result: OpenLoad.Result
@@ -47,6 +56,7 @@ struct QueueRow: Sendable {
 
 package struct BenchResults: Sendable {
     var drain: [DrainRow] = []
+    var holds: [HoldsRow] = []
     var http: [HTTPRow] = []
     /// Closed-loop `GET /health` against intake, per connection count.
     var saturation: [SaturationRow] = []

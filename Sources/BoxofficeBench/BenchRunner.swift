@@ -69,6 +69,7 @@ package final class BenchRunner: Sendable {
         var results = BenchResults()
         let scenarios = plan.scenarios
         if scenarios.contains("drain") { try await drainScenario(&results) }
+        if scenarios.contains("holds") { try await holdsScenario(&results) }
         if scenarios.contains("seatmap") { try await seatMapScenario(&results) }
         if scenarios.contains("events") { try await eventsScenario(&results) }
         if scenarios.contains("http") { try await httpScenario(&results) }

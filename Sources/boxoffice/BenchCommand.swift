@@ -19,8 +19,8 @@ struct Bench: AsyncParsableCommand {
             vs queue length). Build with -c release for meaningful figures.
             """)
 
-    @Option(help: "Comma-separated scenarios: drain, seatmap, events, http, reference, queue.") var scenarios =
-        "drain,seatmap,events,http,reference,queue"
+    @Option(help: "Comma-separated scenarios: drain, holds, seatmap, events, http, reference, queue.") var scenarios =
+        "drain,holds,seatmap,events,http,reference,queue"
     @Option(help: "Worker process counts to try.") var workers = "1,2,4"
     @Option(help: "Batch sizes to try.") var batchSizes = "1,64,512,4096"
     @Option(help: "Intents pre-queued per drain cell.") var intents = 200_000
