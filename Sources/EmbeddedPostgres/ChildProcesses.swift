@@ -193,7 +193,7 @@ public func spawn(
     posix_spawnattr_setsigmask(&attrs, &emptyMask)
     var defaults = sigset_t()
     sigemptyset(&defaults)
-    for sig in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU] { sigaddset(&defaults, sig) }
+    for sig in [SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, sig) }
     posix_spawnattr_setsigdefault(&attrs, &defaults)
 
     let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + args).map { strdup($0) } + [nil]

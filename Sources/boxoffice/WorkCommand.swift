@@ -104,6 +104,12 @@ struct Work: AsyncParsableCommand {
 
     func run() async throws {
         if let processes { return try await supervise(processes) }
+        // A pool's child: SIGTTIN/SIGTTOU are the supervisor's; sent to the whole group or unit by
+        // mistake, their default action would freeze this worker with its batch's locks held.
+        if reportReady {
+            signal(SIGTTIN, SIG_IGN)
+            signal(SIGTTOU, SIG_IGN)
+        }
         let logger = logging.bootstrap(label: "boxoffice.worker")
         var databaseConfiguration = try database.configuration()
         // One connection for the batch, one for LISTEN: kept open (see keepsConnectionsOpen), so no more than used.
