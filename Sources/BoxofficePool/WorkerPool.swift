@@ -256,7 +256,10 @@ struct Children {
         guard starting else { return nil }
         for (slot, due) in waiting.sorted(by: { $0.key < $1.key }) where due <= now {
             waiting[slot] = nil
-            if let reason = start(slot: slot, now: now) { return reason }
+            if let reason = start(slot: slot, now: now) {
+                logger.error("worker processes keep failing: stopping the pool", metadata: ["reason": "\(reason)"])
+                return reason
+            }
         }
         return nil
     }

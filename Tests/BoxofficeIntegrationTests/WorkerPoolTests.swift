@@ -188,9 +188,12 @@ extension IntegrationTests {
                 arguments: ["--processes", "2", "--crashes-max", "3", "--crash-window-seconds", "300", "--restart-backoff-min-milliseconds", "50"])
             let status = try await pool.exitStatus(within: .seconds(180))
             #expect(status == 1, "\(pool.tail())")
-            let failures = pool.records("worker process exited unasked; restarting it") + pool.records("worker process exited unasked")
-            #expect(failures.count == 4, "3 are allowed, the 4th stops the pool: \(failures)")
-            #expect(failures.allSatisfy { $0["status"] == "exit 1" }, "\(failures)")
+            // 3 are allowed and restarted; the 4th stops the pool (with another child's exit in the same look, maybe a 5th).
+            let restarted = pool.records("worker process exited unasked; restarting it")
+            let final = pool.records("worker process exited unasked")
+            #expect(restarted.count == 3, "\(restarted)")
+            #expect((1...2).contains(final.count), "\(final)")
+            #expect((restarted + final).allSatisfy { $0["status"] == "exit 1" }, "\(restarted + final)")
             #expect(pool.records("worker processes keep failing: stopping the pool").count == 1)
         }
     }
