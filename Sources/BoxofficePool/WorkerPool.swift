@@ -40,7 +40,8 @@ public final class WorkerPool: Service, Sendable {
         public var processes: Int
         /// The `boxoffice` binary.
         public var executable: String
-        /// The child's arguments after the binary (`work` and its options); the pool adds `--parent-pid` and `--report-ready`.
+        /// The child's arguments after the binary (`work` and its options); the pool adds `--parent-pid`,
+        /// `--report-ready` and `--pool-worker` (its slot, logged on each of its lines with its pid).
         public var arguments: [String]
         public var restart = RestartPolicy()
         /// How long a stop waits for the children to finish their batches before it SIGKILLs those left.
@@ -266,7 +267,7 @@ struct Children {
 
     /// Starts a child in `slot`; a spawn that fails counts as a failure of the child.
     mutating func start(slot: Int, now: ContinuousClock.Instant) -> String? {
-        let arguments = configuration.arguments + ["--parent-pid", "\(getpid())", "--report-ready"]
+        let arguments = configuration.arguments + ["--parent-pid", "\(getpid())", "--report-ready", "--pool-worker", "\(slot)"]
         do {
             let (pid, output) = try spawn(configuration.executable, arguments, cwd: nil, inheritsStandardError: true)
             _ = fcntl(output, F_SETFL, fcntl(output, F_GETFL) | O_NONBLOCK)

@@ -74,6 +74,8 @@ struct Work: AsyncParsableCommand {
     @Option(help: .hidden) var parentPid: Int32?
     /// Set by a pool on its children: write `ready [metrics_port=N]` on stdout once signals are handled.
     @Flag(help: .hidden) var reportReady = false
+    /// Set by a pool on its children: the child's slot, logged on each of its lines with its pid.
+    @Option(help: .hidden) var poolWorker: Int?
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -110,7 +112,15 @@ struct Work: AsyncParsableCommand {
             signal(SIGTTIN, SIG_IGN)
             signal(SIGTTOU, SIG_IGN)
         }
-        let logger = logging.bootstrap(label: "boxoffice.worker")
+        let logger = {
+            var logger = logging.bootstrap(label: "boxoffice.worker")
+            // A pool's children share its stderr: each line says which worker wrote it.
+            if let poolWorker {
+                logger[metadataKey: "worker"] = "\(poolWorker)"
+                logger[metadataKey: "pid"] = "\(getpid())"
+            }
+            return logger
+        }()
         var databaseConfiguration = try database.configuration()
         // One connection for the batch, one for LISTEN: kept open (see keepsConnectionsOpen), so no more than used.
         databaseConfiguration.connectionsMax = noListen ? 1 : 2
