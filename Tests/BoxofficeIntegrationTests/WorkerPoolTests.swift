@@ -138,6 +138,46 @@ extension IntegrationTests {
             }
         }
 
+        @Test("SIGTERM mid-drain: every worker finishes its batch in hand and exits 0, nothing half-done; a new pool settles the rest exactly")
+        func stopsMidDrain() async throws {
+            try await withLiveAPI { api in
+                let capacity = 1_000
+                let event = try await api.createGeneralAdmission(capacity)
+                var load = SaleLoad.Configuration(baseURL: api.baseURL, eventID: event, intents: 3_000)
+                load.clients = 32
+                load.awaitOutcome = false
+                let submitted = await SaleLoad(load).run(client: api.http)
+                #expect(submitted.accepted.count == 3_000)
+                let arguments = ["--batch-size", "1", "--poll-milliseconds", "100"]
+
+                let first = try PoolProcess(databaseURL: api.database.url, arguments: ["--processes", "3"] + arguments)
+                try await waitUntil("3 workers ready and deciding", every: .milliseconds(100), timeout: .seconds(90)) {
+                    guard first.readyPIDs.count >= 3 else { return "\(first.readyPIDs.count) ready\n\(first.tail())" }
+                    return try await api.count("outcomes") > 0 ? nil : "no outcome yet"
+                }
+                first.signal(SIGTERM)
+                #expect(try await first.exitStatus(within: .seconds(90)) == 0, "\(first.tail())")
+                let stopped = first.records("worker process stopped")
+                #expect(stopped.count == 3 && stopped.allSatisfy { $0["status"] == "exit 0" }, "\(stopped)")
+                // Stopped mid-drain: what was decided is whole (the audit holds), the rest is still queued.
+                let queued = try await api.count("intents")
+                #expect(queued > 0, "the queue drained before the stop: make the backlog larger")
+                let midway = try await api.store.audit(eventID: event)
+                #expect(midway.isClean, "\(midway.violations)")
+
+                let second = try PoolProcess(databaseURL: api.database.url, arguments: ["--processes", "2"] + arguments)
+                let drained = try await poll(every: .milliseconds(200), timeout: .seconds(240)) {
+                    try await api.count("intents") > 0 ? "intents queued" : nil
+                }
+                #expect(drained == nil, "the second pool did not drain the queue\n\(second.tail())")
+                second.signal(SIGTERM)
+                #expect(try await second.exitStatus(within: .seconds(90)) == 0, "\(second.tail())")
+                let result = try await SaleTests.decided(submitted, api: api)
+                try await SaleTests.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
+                #expect(result.ticketsConfirmed == capacity)
+            }
+        }
+
         @Test("SIGTTIN adds a worker, SIGTTOU removes the newest (never below 1); one metrics endpoint labels each worker")
         func scalesOnSignals() async throws {
             try await withLiveAPI { api in
