@@ -111,6 +111,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // `boxoffice work --processes N`: supervises N worker processes (restarts with back-off, SIGTTIN/SIGTTOU
+        // scaling, SIGTERM passed on) and serves their metrics as one endpoint.
+        .target(
+            name: "BoxofficePool",
+            dependencies: [
+                "BoxofficeMetrics",
+                "EmbeddedPostgres",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Starts a private PostgreSQL cluster from the installed binaries (tests, demo, bench); loopback ports.
         .target(name: "EmbeddedPostgres"),
         // `boxoffice bench`'s plan, runner, scenarios (one file each), report, and the SQL only it runs
@@ -140,6 +153,7 @@ let package = Package(
                 "BoxofficeHarness",
                 "BoxofficeBench",
                 "BoxofficeMetrics",
+                "BoxofficePool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -156,6 +170,8 @@ let package = Package(
         // access-token rule, request validation and the route table, DATABASE_URL's TLS settings and the
         // migrations compiled into the binary.
         .testTarget(name: "BoxofficeAPITests", dependencies: ["BoxofficeAPI", "BoxofficeMetrics", "BoxofficeStore"]),
+        // No database: the pool's restart policy and the merge of several processes' metrics.
+        .testTarget(name: "BoxofficePoolTests", dependencies: ["BoxofficePool", "BoxofficeMetrics"]),
         .testTarget(
             name: "BoxofficeIntegrationTests",
             dependencies: [

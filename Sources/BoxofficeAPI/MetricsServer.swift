@@ -11,7 +11,17 @@ public func buildMetricsApplication(
     metrics: BoxofficeMetrics, host: String, port: Int, logger: Logger, connectionsMax: Int = 64,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
-    let routes = RouteTable(controllers: [WorkerOperationsController(metrics: metrics)])
+    buildMetricsApplication(
+        exposition: { await metrics.exposition() }, host: host, port: port, logger: logger, connectionsMax: connectionsMax,
+        onServerRunning: onServerRunning)
+}
+
+/// The same endpoint serving `exposition` (a worker pool's: its children's metrics and its own, merged).
+public func buildMetricsApplication(
+    exposition: @escaping @Sendable () async -> [UInt8], host: String, port: Int, logger: Logger, connectionsMax: Int = 64,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let routes = RouteTable(controllers: [WorkerOperationsController(exposition: exposition)])
     let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
     router.middlewares.add(ErrorMappingMiddleware(failures: RepeatedLog(logger: logger)))
     router.middlewares.add(MethodGuardMiddleware(table: routes.allowedMethods))
@@ -32,13 +42,13 @@ public func buildMetricsApplication(
 }
 
 struct WorkerOperationsController: APIController {
-    let metrics: BoxofficeMetrics
+    let exposition: @Sendable () async -> [UInt8]
     var path: String { "" }
     var routes: [APIRoute] {
-        let metrics = self.metrics
+        let exposition = self.exposition
         return [
             .get("health") { _, _ in try jsonResponse(["status": "ok"]) },
-            .get("metrics") { _, _ in await metricsResponse(metrics) },
+            .get("metrics") { _, _ in metricsResponse(await exposition()) },
         ]
     }
 }

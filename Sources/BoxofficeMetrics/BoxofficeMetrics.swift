@@ -90,6 +90,10 @@ public final class BoxofficeMetrics: Sendable {
         Names.queueDepth: "Queued intents per event with work (exact up to 1000, estimated above), read at scrape time, cached 1 s.",
         Names.queueDepthEvents: "Events with queued intents at the last queue-depth read.",
         Names.queueDepthScrapeFailures: "Queue-depth reads that failed (the database did not answer).",
+        Names.poolWorkersDesired: "Worker processes this pool (boxoffice work --processes) wants: --processes, changed by SIGTTIN and SIGTTOU.",
+        Names.poolWorkersAlive: "Worker processes of this pool running, those finishing their last batch after SIGTERM included.",
+        Names.poolRestarts: "Worker processes of this pool that exited without being asked to and were replaced.",
+        Names.poolScrapeFailures: "Scrapes of a pool's worker process that failed or timed out (its series are missing from that scrape).",
         "http_server_requests_total": "HTTP requests answered, by route template, method and status.",
         "http_server_request_errors_total": "HTTP requests that ended in an error, by route template, method and status.",
         "http_server_request_duration_seconds": "Seconds to answer an HTTP request, by route template, method and status.",
@@ -140,6 +144,10 @@ public final class BoxofficeMetrics: Sendable {
         public static let queueDepth = "boxoffice_queue_depth"
         public static let queueDepthEvents = "boxoffice_queue_events_with_work"
         public static let queueDepthScrapeFailures = "boxoffice_queue_depth_failures_total"
+        public static let poolWorkersDesired = "boxoffice_pool_workers_desired"
+        public static let poolWorkersAlive = "boxoffice_pool_workers_alive"
+        public static let poolRestarts = "boxoffice_pool_restarts_total"
+        public static let poolScrapeFailures = "boxoffice_pool_scrape_failures_total"
     }
 }
 

@@ -129,9 +129,15 @@ func reap(_ pid: pid_t, block: Bool) -> Int32? {
 
 typealias SpawnActionsPointer = UnsafeMutablePointer<posix_spawn_file_actions_t>
 
-/// Starts `executable` with stdin from /dev/null and stdout+stderr into a new pipe, in its own
-/// process group, all other descriptors closed. Returns the pid and the pipe's read end.
-func spawn(_ executable: String, _ args: [String], cwd: String?) throws -> (pid: pid_t, outputFD: Int32) {
+/// Starts `executable` with stdin from /dev/null and stdout (and stderr, unless `inheritsStandardError`)
+/// into a new pipe, in its own process group, with default signal handling and an empty signal mask,
+/// all other descriptors closed. Returns the pid and the pipe's read end.
+///
+/// Public for `boxoffice work --processes`, whose children keep the supervisor's stderr (their logs)
+/// and report readiness on stdout.
+public func spawn(
+    _ executable: String, _ args: [String], cwd: String?, inheritsStandardError: Bool = false
+) throws -> (pid: pid_t, outputFD: Int32) {
     var fds: [Int32] = [-1, -1]
     guard pipe(&fds) == 0 else {
         throw EmbeddedPostgresError("pipe() failed: \(String(cString: strerror(errno)))")
@@ -154,7 +160,7 @@ func spawn(_ executable: String, _ args: [String], cwd: String?) throws -> (pid:
     }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+    if !inheritsStandardError { posix_spawn_file_actions_adddup2(&actions, fds[1], 2) }
     var flags = Int32(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
     #if canImport(Darwin)
     flags |= Int32(POSIX_SPAWN_CLOEXEC_DEFAULT)

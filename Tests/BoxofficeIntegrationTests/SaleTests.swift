@@ -32,6 +32,24 @@ extension IntegrationTests {
             #expect(result.seats.count == Set(result.seats).count, "a seat was confirmed twice")
         }
 
+        /// `submitted` (intents sent without awaiting their outcomes) with each intent's outcome read from the store.
+        static func decided(_ submitted: SaleLoad.Result, api: LiveAPI) async throws -> SaleLoad.Result {
+            var result = submitted
+            for id in submitted.accepted {
+                let status = try #require(try await api.store.status(of: id))
+                switch status.state {
+                case .decided(.confirmed(let quantity, _)):
+                    result.confirmed += 1
+                    result.ticketsConfirmed += quantity
+                case .decided(.rejected):
+                    result.rejected += 1
+                case .pending:
+                    result.undecided += 1
+                }
+            }
+            return result
+        }
+
         /// A general-admission sale of `capacity` tickets through `workers` (spawned here, `count` of them):
         /// `intents` of 1–2 tickets from `clients` buyers, each awaiting its outcome. Afterwards every
         /// worker exited 0 on SIGTERM, each intent settled once, and the event sold out exactly.
@@ -111,19 +129,7 @@ extension IntegrationTests {
                 #expect(kills >= 1, "the queue drained before any kill: make the backlog larger")
                 _ = try await poll(every: .milliseconds(100), timeout: .seconds(120)) { try await api.count("intents") > 0 ? "intents queued" : nil }
                 #expect(await workers.terminateAll() == [0, 0, 0, 0])
-                var result = submitted
-                for id in submitted.accepted {
-                    let status = try #require(try await api.store.status(of: id))
-                    switch status.state {
-                    case .decided(.confirmed(let quantity, _)):
-                        result.confirmed += 1
-                        result.ticketsConfirmed += quantity
-                    case .decided(.rejected):
-                        result.rejected += 1
-                    case .pending:
-                        result.undecided += 1
-                    }
-                }
+                let result = try await Self.decided(submitted, api: api)
                 try await Self.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
                 #expect(result.ticketsConfirmed == capacity)
             }

@@ -29,7 +29,10 @@ struct OperationsController: APIController {
 
 /// The Prometheus text exposition of `metrics` (the API's `/metrics` and a worker's).
 func metricsResponse(_ metrics: BoxofficeMetrics) async -> Response {
-    Response(
-        status: .ok, headers: [.contentType: BoxofficeMetrics.contentType],
-        body: .init(byteBuffer: ByteBuffer(bytes: await metrics.exposition())))
+    metricsResponse(await metrics.exposition())
+}
+
+/// A Prometheus text exposition as the answer.
+func metricsResponse(_ exposition: [UInt8]) -> Response {
+    Response(status: .ok, headers: [.contentType: BoxofficeMetrics.contentType], body: .init(byteBuffer: ByteBuffer(bytes: exposition)))
 }
