@@ -86,6 +86,8 @@ public final class BoxofficeMetrics: Sendable {
         Names.queueDepth: "Queued intents per event with work (exact up to 1000, estimated above), read at scrape time, cached 1 s.",
         Names.queueDepthEvents: "Events with queued intents at the last queue-depth read.",
         Names.queueDepthScrapeFailures: "Queue-depth reads that failed (the database did not answer).",
+        Names.keysSwept: "Expired Idempotency-Keys this worker's sweep deleted.",
+        Names.keySweepFailures: "Idempotency-Key sweep statements that failed (retried at the next sweep).",
         "http_server_requests_total": "HTTP requests answered, by route template, method and status.",
         "http_server_request_errors_total": "HTTP requests that ended in an error, by route template, method and status.",
         "http_server_request_duration_seconds": "Seconds to answer an HTTP request, by route template, method and status.",
@@ -133,6 +135,8 @@ public final class BoxofficeMetrics: Sendable {
         public static let queueDepth = "boxoffice_queue_depth"
         public static let queueDepthEvents = "boxoffice_queue_events_with_work"
         public static let queueDepthScrapeFailures = "boxoffice_queue_depth_failures_total"
+        public static let keysSwept = "boxoffice_idempotency_keys_swept_total"
+        public static let keySweepFailures = "boxoffice_idempotency_key_sweep_failures_total"
     }
 }
 

@@ -13,7 +13,9 @@ struct Work: AsyncParsableCommand {
         discussion: """
             On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again. \
             A worker holds exactly the connections it uses, opened at start and kept: one for the batch transaction and one \
-            in LISTEN (one in all with --no-listen); --connections-max does not apply to it.
+            in LISTEN (one in all with --no-listen), and one for the Idempotency-Key sweep unless --no-key-sweep;             --connections-max does not apply to it.
+
+            Every --key-sweep-interval-seconds (jittered by ±20%) the worker deletes Idempotency-Keys older than             --idempotency-key-lifetime-seconds, --key-sweep-batch-size per statement, until none is left; workers             sweeping at once skip each other's rows. A key is gone at most one interval (plus jitter) after it expired.
             """)
 
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512
@@ -36,7 +38,13 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Serve GET /metrics (Prometheus text format) on this port; off unless given (0 picks a free one and logs it).")
     var metricsPort: Int?
     @Option(help: "Address the metrics endpoint listens on (loopback unless a scraper elsewhere needs it).") var metricsHost = "127.0.0.1"
+    @Option(help: "Seconds between two sweeps of expired Idempotency-Keys (1...3600), each drawn ±20% so workers do not sweep together.")
+    var keySweepIntervalSeconds = Int(KeySweeper.Configuration().interval.components.seconds)
+    @Option(help: "Expired Idempotency-Keys deleted per sweep statement (1...100000); a sweep repeats statements until one comes back short.")
+    var keySweepBatchSize = KeySweeper.Configuration().batchSize
+    @Flag(help: "Do not sweep expired Idempotency-Keys from this worker (one connection fewer); some worker must.") var noKeySweep = false
     @Option(help: .hidden) var parentPid: Int32?
+    @OptionGroup var retention: RetentionOptions
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -48,6 +56,8 @@ struct Work: AsyncParsableCommand {
         guard (0...86_400).contains(quarantineTimeoutSeconds) else { throw ValidationError("--quarantine-timeout-seconds must be 0...86400") }
         guard (0...100_000).contains(quarantinesPerEventMax) else { throw ValidationError("--quarantines-per-event-max must be 0...100000") }
         if let metricsPort { guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0...65535") } }
+        guard (1...3_600).contains(keySweepIntervalSeconds) else { throw ValidationError("--key-sweep-interval-seconds must be 1...3600") }
+        guard (1...100_000).contains(keySweepBatchSize) else { throw ValidationError("--key-sweep-batch-size must be 1...100000") }
     }
 
     func run() async throws {
@@ -69,6 +79,20 @@ struct Work: AsyncParsableCommand {
         let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
+        if !noKeySweep {
+            // Its own pool of one kept connection: a sweep never waits for the batch connection, nor delays it.
+            var sweepDatabase = databaseConfiguration
+            sweepDatabase.connectionsMax = 1
+            sweepDatabase.customPlans = false
+            let sweepStore = Store(configuration: sweepDatabase, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime())
+            var sweep = KeySweeper.Configuration()
+            sweep.interval = .seconds(keySweepIntervalSeconds)
+            sweep.batchSize = keySweepBatchSize
+            services += [
+                StoreService(store: sweepStore),
+                KeySweeper(store: sweepStore, configuration: sweep, logger: logger, metrics: metrics.map(RetentionMetrics.init)),
+            ]
+        }
         if let metrics, let metricsPort {
             let host = metricsHost
             services.append(
