@@ -98,13 +98,15 @@ extension Store {
                 """
             ),
             (
-                "inventory.sold differs from the tickets in confirmed outcomes",
+                "inventory.sold differs from the tickets in confirmed outcomes (plus those `prune` deleted)",
                 """
-                SELECT format('event %s: inventory sold %s, confirmed outcomes hold %s', inv.event_id, inv.sold, coalesce(o.tickets, 0))
+                SELECT format('event %s: inventory sold %s, confirmed outcomes hold %s, pruned %s', inv.event_id, inv.sold, coalesce(o.tickets, 0),
+                              coalesce(p.tickets, 0))
                 FROM inventory inv
                 LEFT JOIN (SELECT event_id, sum(quantity) AS tickets FROM outcomes WHERE status = 'confirmed' GROUP BY event_id) o
                   ON o.event_id = inv.event_id
-                WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope)) AND inv.sold <> coalesce(o.tickets, 0)
+                LEFT JOIN pruned_outcomes p ON p.event_id = inv.event_id
+                WHERE (\(scope)::bigint IS NULL OR inv.event_id = \(scope)) AND inv.sold <> coalesce(o.tickets, 0) + coalesce(p.tickets, 0)
                 """
             ),
             (
@@ -140,7 +142,9 @@ extension Store {
                 SELECT format('event %s: seat %s is %s', coalesce(m.event_id, s.event_id), coalesce(m.seat, s.seat),
                               CASE WHEN m.seat IS NULL THEN 'in an order but not marked sold' ELSE 'marked sold but in no order' END)
                 FROM marked m FULL JOIN sold s ON s.event_id = m.event_id AND s.seat = m.seat
-                WHERE m.seat IS NULL OR s.seat IS NULL
+                WHERE m.seat IS NULL
+                   -- Once `prune` deleted confirmed outcomes of an event, their seats stay marked with no order to name.
+                   OR (s.seat IS NULL AND NOT EXISTS (SELECT 1 FROM pruned_outcomes p WHERE p.event_id = m.event_id AND p.tickets > 0))
                 """
             ),
             (

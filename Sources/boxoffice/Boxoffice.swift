@@ -18,7 +18,7 @@ struct Boxoffice: AsyncParsableCommand {
             Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as \
             many `boxoffice work` processes as the database can feed.
             """,
-        subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, Verify.self, Demo.self, Bench.self],
+        subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, Verify.self, Prune.self, Demo.self, Bench.self],
         defaultSubcommand: nil
     )
 }
