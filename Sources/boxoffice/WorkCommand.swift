@@ -13,9 +13,12 @@ struct Work: AsyncParsableCommand {
         discussion: """
             On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again. \
             A worker holds exactly the connections it uses, opened at start and kept: one for the batch transaction and one \
-            in LISTEN (one in all with --no-listen), and one for the Idempotency-Key sweep unless --no-key-sweep;             --connections-max does not apply to it.
+            in LISTEN (one in all with --no-listen), and one for the Idempotency-Key sweep unless --no-key-sweep; \
+            --connections-max does not apply to it.
 
-            Every --key-sweep-interval-seconds (jittered by ±20%) the worker deletes Idempotency-Keys older than             --idempotency-key-lifetime-seconds, --key-sweep-batch-size per statement, until none is left; workers             sweeping at once skip each other's rows. A key is gone at most one interval (plus jitter) after it expired.
+            Every --key-sweep-interval-seconds (jittered by ±20%) the worker deletes Idempotency-Keys older than \
+            --idempotency-key-lifetime-seconds, --key-sweep-batch-size per statement, until none is left; workers \
+            sweeping at once skip each other's rows. A key is gone at most one interval (plus jitter) after it expired.
             """)
 
     @Option(help: "Intents claimed and settled per transaction (1...100000).") var batchSize = 512

@@ -228,7 +228,7 @@ extension IntegrationTests {
                 let finished = try await store.createEvent(name: "Done", layout: .generalAdmission(capacity: 50)).id
                 let hall = try await store.createEvent(name: "Hall", layout: .seatMap([SectionLayout(name: "A", rows: 3, seatsPerRow: 4)])).id
                 let live = try await store.createEvent(name: "Live", layout: .generalAdmission(capacity: 10)).id
-                _ = try await store.enqueue(
+                let finishedIntents = try await store.enqueue(
                     (0..<120).map {
                         IntentDraft(
                             eventID: finished, customer: "c\($0)", request: .anywhere(quantity: 1), idempotencyKey: $0 % 2 == 0 ? "k\($0)" : nil)
@@ -276,6 +276,8 @@ extension IntegrationTests {
                 #expect(try await Self.scalar(store, "SELECT count(*)::int FROM idempotency_keys WHERE event_id <> \(live)") == 0)
                 #expect(try await Self.scalar(store, "SELECT tickets::int FROM pruned_outcomes WHERE event_id = \(finished)") == 50)
                 #expect(try await Self.scalar(store, "SELECT tickets::int FROM pruned_outcomes WHERE event_id = \(hall)") == 12)
+                // A buyer asking for a pruned intent finds none (the API answers 404 intent_not_found).
+                #expect(try await store.status(of: finishedIntents[1].publicID) == nil)
                 let after = try await store.audit()
                 #expect(after.isClean, "\(after.violations)")
                 #expect(after.ticketsSold == before.ticketsSold)
