@@ -82,6 +82,30 @@ extension IntegrationTests {
             }
         }
 
+        @Test("Over HTTP, single and bulk: a key past the API's lifetime (24 h by default) is a new intent, then replays that one")
+        func expiredKeyOverHTTP() async throws {
+            try await withLiveAPI { api in
+                let event = try await api.createGeneralAdmission(100)
+                let body = #"{"customer": "c", "quantity": 1}"#
+                let key = [("Idempotency-Key", "order-1")]
+                let first = try await api.post("/events/\(event)/intents", body, headers: key)
+                let bulk = "/events/\(event)/intents/batch"
+                let item = #"[{"customer": "c", "quantity": 1, "idempotency_key": "bulk-1"}]"#
+                let firstBulk = (try await api.sendJSON(.POST, bulk, body: item).object["results"] as? [[String: Any]])?.first
+                #expect(try await api.post("/events/\(event)/intents", body, headers: key)["id"] == first["id"])
+
+                try await Self.age(api.store, keysBy: 24 * 3_600 + 1)
+                let second = try await api.post("/events/\(event)/intents", body, headers: key)
+                #expect(second.status == 202 && second["id"] != nil && second["id"] != first["id"], "\(second.fields)")
+                #expect(!second.headers.contains { $0.0.lowercased() == "idempotent-replayed" })
+                #expect(try await api.post("/events/\(event)/intents", body, headers: key)["id"] == second["id"])
+                let secondBulk = (try await api.sendJSON(.POST, bulk, body: item).object["results"] as? [[String: Any]])?.first
+                #expect(secondBulk?["replayed"] as? Bool == false)
+                #expect(secondBulk?["id"] as? String != nil && secondBulk?["id"] as? String != firstBulk?["id"] as? String)
+                #expect(try await api.count("intents") == 4)
+            }
+        }
+
         @Test("The sweep deletes expired keys in batches and counts them; unexpired keys and everything else stay")
         func sweepDeletesOnlyExpiredKeys() async throws {
             let database = try await TestCluster.freshDatabase()
