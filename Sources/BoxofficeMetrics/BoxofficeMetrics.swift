@@ -94,6 +94,8 @@ public final class BoxofficeMetrics: Sendable {
         Names.poolWorkersAlive: "Worker processes of this pool running, those finishing their last batch after SIGTERM included.",
         Names.poolRestarts: "Worker processes of this pool that exited without being asked to and were replaced.",
         Names.poolScrapeFailures: "Scrapes of a pool's worker process that failed or timed out (its series are missing from that scrape).",
+        Names.keysSwept: "Expired Idempotency-Keys this worker's sweep deleted.",
+        Names.keySweepFailures: "Idempotency-Key sweep statements that failed (retried at the next sweep).",
         "http_server_requests_total": "HTTP requests answered, by route template, method and status.",
         "http_server_request_errors_total": "HTTP requests that ended in an error, by route template, method and status.",
         "http_server_request_duration_seconds": "Seconds to answer an HTTP request, by route template, method and status.",
@@ -148,6 +150,8 @@ public final class BoxofficeMetrics: Sendable {
         public static let poolWorkersAlive = "boxoffice_pool_workers_alive"
         public static let poolRestarts = "boxoffice_pool_restarts_total"
         public static let poolScrapeFailures = "boxoffice_pool_scrape_failures_total"
+        public static let keysSwept = "boxoffice_idempotency_keys_swept_total"
+        public static let keySweepFailures = "boxoffice_idempotency_key_sweep_failures_total"
     }
 }
 

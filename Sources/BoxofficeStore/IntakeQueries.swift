@@ -46,11 +46,19 @@ public enum IntakeResult: Sendable, Equatable {
 /// and notifies workers if asked. A key already taken (same event, customer and key) makes its row
 /// skip the queue and the acceptance record, so a replay accepts nothing new; the caller looks the
 /// key up afterwards. The ids returned are those of the acceptance records written.
+///
+/// A key older than `keyLifetimeSeconds` is taken over instead: the conflicting row is updated to
+/// the new intent (`ON CONFLICT DO UPDATE … WHERE` it is expired), so an expired key the sweep has
+/// not deleted yet behaves as absent. The update locks the row, and a second intake with the same
+/// expired key waits for it and then finds a fresh key: exactly one of them is accepted. Keys are
+/// inserted once per scope (the first draft of the group wins, later ones look it up) and in one
+/// sorted order, so two groups taking over keys in opposite orders cannot deadlock.
 struct EnqueueStatement: StoreStatement {
     typealias Row = ([UUID], Int)
-    static let sample = EnqueueStatement(drafts: [], notify: true)
+    static let sample = EnqueueStatement(drafts: [], notify: true, keyLifetimeSeconds: 0)
     let drafts: [IntentDraft]
     let notify: Bool
+    let keyLifetimeSeconds: Double
 
     var query: PostgresQuery {
         """
@@ -62,9 +70,13 @@ struct EnqueueStatement: StoreStatement {
                 \(drafts.map(\.fingerprint))::text[]
             ) WITH ORDINALITY AS t(public_id, event_id, customer, quantity, section, seats, idempotency_key, fingerprint, ord)
         ), keyed AS (
-            INSERT INTO idempotency_keys (event_id, customer, key, public_id, fingerprint)
-            SELECT event_id, customer, idempotency_key, public_id, fingerprint FROM input WHERE idempotency_key <> ''
-            ON CONFLICT DO NOTHING
+            INSERT INTO idempotency_keys AS k (event_id, customer, key, public_id, fingerprint)
+            SELECT DISTINCT ON (event_id, customer, idempotency_key) event_id, customer, idempotency_key, public_id, fingerprint
+            FROM input WHERE idempotency_key <> ''
+            ORDER BY event_id, customer, idempotency_key, ord
+            ON CONFLICT (event_id, customer, key) DO UPDATE
+                SET public_id = excluded.public_id, fingerprint = excluded.fingerprint, created_at = excluded.created_at
+                WHERE k.created_at < now() - make_interval(secs => \(keyLifetimeSeconds)::float8)
             RETURNING public_id
         ), queued AS (
             INSERT INTO intents (public_id, event_id, customer, quantity, section, seats)
@@ -146,11 +158,41 @@ extension Store {
             }
             return drafts.map { .accepted($0.publicID) }
         }
+        var results: [UUID: IntakeResult] = [:]
+        var remaining = drafts
+        // A key seen taken by the insert can be swept before the lookup reads it (it expired in
+        // between): its draft was not written, so it goes round again, now as a new key. Later rounds
+        // ignore `sendBefore`: the first one committed the rest of the group, whose callers must get
+        // their answers, not a 503 for rows that exist.
+        for round in 0..<Self.keyedIntakeAttemptsMax where !remaining.isEmpty {
+            for (draft, result) in try await enqueueKeyed(remaining, notify: notify, sendBefore: round == 0 ? sendBefore : nil) {
+                results[draft.publicID] = result
+            }
+            remaining = remaining.filter { results[$0.publicID] == nil }
+        }
+        return try drafts.map { draft in
+            guard let result = results[draft.publicID] else {
+                throw StoreError.invariantBroken("intent \(draft.publicID) was neither queued nor matched an idempotency key")
+            }
+            return result
+        }
+    }
+
+    /// Rounds of the keyed insert for one group: a draft goes round again only if its key vanished
+    /// between the insert and the lookup (swept at its expiry), which the next round cannot repeat.
+    static let keyedIntakeAttemptsMax = 3
+
+    /// One keyed insert and the lookup of the keys it found taken; drafts whose key was found neither
+    /// taken nor free (deleted meanwhile) get no result.
+    private func enqueueKeyed(
+        _ drafts: [IntentDraft], notify: Bool, sendBefore: ContinuousClock.Instant?
+    ) async throws -> [(IntentDraft, IntakeResult)] {
         var queued = Set<UUID>()
-        for (ids, _) in try await rows(EnqueueStatement(drafts: drafts, notify: notify), sendBefore: sendBefore) { queued.formUnion(ids) }
+        let statement = EnqueueStatement(drafts: drafts, notify: notify, keyLifetimeSeconds: idempotencyKeyLifetime.secondsDouble)
+        for (ids, _) in try await rows(statement, sendBefore: sendBefore) { queued.formUnion(ids) }
 
         let conflicted = drafts.filter { !queued.contains($0.publicID) }
-        guard !conflicted.isEmpty else { return drafts.map { .accepted($0.publicID) } }
+        guard !conflicted.isEmpty else { return drafts.map { ($0, .accepted($0.publicID)) } }
 
         var existing: [IdempotencyScope: (UUID, String)] = [:]
         let keyRows = try await client.query(
@@ -164,14 +206,20 @@ extension Store {
         for try await (eventID, customer, key, publicID, fingerprint) in keyRows.decode((EventID, String, String, UUID, String).self) {
             existing[IdempotencyScope(eventID: eventID, customer: customer, key: key)] = (publicID, fingerprint)
         }
-        return try drafts.map { draft in
-            if queued.contains(draft.publicID) { return .accepted(draft.publicID) }
+        return drafts.compactMap { draft in
+            if queued.contains(draft.publicID) { return (draft, .accepted(draft.publicID)) }
             guard let key = draft.idempotencyKey,
                 let (publicID, fingerprint) = existing[IdempotencyScope(eventID: draft.eventID, customer: draft.customer, key: key)]
-            else {
-                throw StoreError.invariantBroken("intent \(draft.publicID) was neither queued nor matched an idempotency key")
-            }
-            return fingerprint == draft.fingerprint ? .replayed(publicID) : .keyReused(publicID)
+            else { return nil }
+            return (draft, fingerprint == draft.fingerprint ? .replayed(publicID) : .keyReused(publicID))
         }
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds, for a statement's interval parameter.
+    var secondsDouble: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
     }
 }

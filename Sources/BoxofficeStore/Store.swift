@@ -17,15 +17,21 @@ public final class Store: Sendable {
     package let logger: Logger
     /// Events never change shape once created, so each process keeps their layouts.
     let layouts = Mutex<[EventID: EventLayout]>([:])
+    /// How long an Idempotency-Key replays its intent: an older key is treated as absent by intake
+    /// and deleted by the workers' sweep (``Retention``).
+    public let idempotencyKeyLifetime: Duration
 
     /// Channel a worker listens on: intake notifies it after committing new intents.
     public static let intentsChannel = "boxoffice_intents"
     /// Channel status long-polls listen on: a settle notifies it with the event id.
     public static let outcomesChannel = "boxoffice_outcomes"
 
-    public init(configuration: DatabaseConfiguration, logger: Logger) {
+    public init(
+        configuration: DatabaseConfiguration, logger: Logger, idempotencyKeyLifetime: Duration = Retention.idempotencyKeyLifetimeDefault
+    ) {
         self.configuration = configuration
         self.logger = logger
+        self.idempotencyKeyLifetime = idempotencyKeyLifetime
         self.client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
     }
 

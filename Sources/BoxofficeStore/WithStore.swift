@@ -4,10 +4,10 @@ import Logging
 /// commands (migrate, event, verify), demo, bench and the tests.
 @discardableResult
 public func withStore<T: Sendable>(
-    _ configuration: DatabaseConfiguration, logger: Logger,
+    _ configuration: DatabaseConfiguration, logger: Logger, idempotencyKeyLifetime: Duration = Retention.idempotencyKeyLifetimeDefault,
     _ body: @Sendable @escaping (Store) async throws -> T
 ) async throws -> T {
-    let store = Store(configuration: configuration, logger: logger)
+    let store = Store(configuration: configuration, logger: logger, idempotencyKeyLifetime: idempotencyKeyLifetime)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             await store.run()

@@ -16,9 +16,10 @@ struct Boxoffice: AsyncParsableCommand {
             PGSSLMODE and PGSSLROOTCERT. `demo` and `bench` start a private PostgreSQL when neither is set.
 
             Typical deployment: `boxoffice migrate` once, `boxoffice serve` behind a load balancer, and as \
-            many `boxoffice work` processes as the database can feed.
+            many `boxoffice work` processes as the database can feed; `boxoffice prune --older-than 30d` on a \
+            schedule to delete old outcomes (docs/operations.md).
             """,
-        subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, IntentCommand.self, Verify.self, Demo.self, Bench.self],
+        subcommands: [Migrate.self, Serve.self, Work.self, EventCommand.self, IntentCommand.self, Verify.self, Prune.self, Demo.self, Bench.self],
         defaultSubcommand: nil
     )
 }

@@ -48,6 +48,7 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Poll for outcomes instead of LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Flag(help: "Serve no GET /metrics (Prometheus text format) and record no metrics.") var noMetrics = false
     @Flag(help: "Serve without access tokens: anyone who reaches the port may create events and enqueue intents.") var noAuth = false
+    @OptionGroup var retention: RetentionOptions
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -103,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         let descriptors = try DescriptorLimit.raise(
             toCover: clientConnectionsMax + databaseConfiguration.connectionsMax + DescriptorLimit.reserve, exactly: openFilesMax)
         logger.info("descriptor limit", metadata: ["open_files_max": "\(descriptors)", "client_connections_max": "\(clientConnectionsMax)"])
-        let store = Store(configuration: databaseConfiguration, logger: logger)
+        let store = Store(configuration: databaseConfiguration, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime())
         let host = configuration.host
         let app = buildApplication(store: store, configuration: configuration, logger: logger) { port in
             logger.info("listening", metadata: ["address": "http://\(host):\(port)"])

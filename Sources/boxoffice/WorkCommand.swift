@@ -14,7 +14,12 @@ struct Work: AsyncParsableCommand {
         discussion: """
             On SIGTERM it finishes the batch in hand and exits 0. A killed worker's batch rolls back and is claimed again. \
             A worker holds exactly the connections it uses, opened at start and kept: one for the batch transaction and one \
-            in LISTEN (one in all with --no-listen); --connections-max does not apply to it.
+            in LISTEN (one in all with --no-listen), and one for the Idempotency-Key sweep unless --no-key-sweep; \
+            --connections-max does not apply to it.
+
+            Every --key-sweep-interval-seconds (jittered by ±20%) the worker deletes Idempotency-Keys older than \
+            --idempotency-key-lifetime-seconds, --key-sweep-batch-size per statement, until none is left; workers \
+            sweeping at once skip each other's rows. A key is gone at most one interval (plus jitter) after it expired.
 
             With --processes N it supervises N worker processes instead, each `boxoffice work` with the same \
             options (minus the pool's), in a process group of its own, logging to this process's stderr:
@@ -71,11 +76,17 @@ struct Work: AsyncParsableCommand {
     @Option(help: "Serve GET /metrics (Prometheus text format) on this port; off unless given (0 picks a free one and logs it).")
     var metricsPort: Int?
     @Option(help: "Address the metrics endpoint listens on (loopback unless a scraper elsewhere needs it).") var metricsHost = "127.0.0.1"
+    @Option(help: "Seconds between two sweeps of expired Idempotency-Keys (1...3600), each drawn ±20% so workers do not sweep together.")
+    var keySweepIntervalSeconds = Int(KeySweeper.Configuration().interval.components.seconds)
+    @Option(help: "Expired Idempotency-Keys deleted per sweep statement (1...100000); a sweep repeats statements until one comes back short.")
+    var keySweepBatchSize = KeySweeper.Configuration().batchSize
+    @Flag(help: "Do not sweep expired Idempotency-Keys from this worker (one connection fewer); some worker must.") var noKeySweep = false
     @Option(help: .hidden) var parentPid: Int32?
     /// Set by a pool on its children: write `ready [metrics_port=N]` on stdout once signals are handled.
     @Flag(help: .hidden) var reportReady = false
     /// Set by a pool on its children: the child's slot, logged on each of its lines with its pid.
     @Option(help: .hidden) var poolWorker: Int?
+    @OptionGroup var retention: RetentionOptions
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -102,6 +113,8 @@ struct Work: AsyncParsableCommand {
         guard (1...1_000).contains(crashesMax) else { throw ValidationError("--crashes-max must be 1...1000") }
         guard (1...86_400).contains(crashWindowSeconds) else { throw ValidationError("--crash-window-seconds must be 1...86400") }
         guard (1...3_600).contains(stopTimeoutSeconds) else { throw ValidationError("--stop-timeout-seconds must be 1...3600") }
+        guard (1...3_600).contains(keySweepIntervalSeconds) else { throw ValidationError("--key-sweep-interval-seconds must be 1...3600") }
+        guard (1...100_000).contains(keySweepBatchSize) else { throw ValidationError("--key-sweep-batch-size must be 1...100000") }
     }
 
     func run() async throws {
@@ -140,6 +153,20 @@ struct Work: AsyncParsableCommand {
         let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
+        if !noKeySweep {
+            // Its own pool of one kept connection: a sweep never waits for the batch connection, nor delays it.
+            var sweepDatabase = databaseConfiguration
+            sweepDatabase.connectionsMax = 1
+            sweepDatabase.customPlans = false
+            let sweepStore = Store(configuration: sweepDatabase, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime())
+            var sweep = KeySweeper.Configuration()
+            sweep.interval = .seconds(keySweepIntervalSeconds)
+            sweep.batchSize = keySweepBatchSize
+            services += [
+                StoreService(store: sweepStore),
+                KeySweeper(store: sweepStore, configuration: sweep, logger: logger, metrics: metrics.map(RetentionMetrics.init)),
+            ]
+        }
         if let metrics, let metricsPort {
             let host = metricsHost
             let reportReady = reportReady
@@ -202,8 +229,11 @@ extension Work {
             "--quarantine-timeout-seconds", "\(quarantineTimeoutSeconds)", "--quarantines-per-event-max", "\(quarantinesPerEventMax)",
             "--connections-max", "\(database.connectionsMax)", "--log-level", logging.logLevel.rawValue,
             "--log-format", logging.logFormat.rawValue,
+            "--key-sweep-interval-seconds", "\(keySweepIntervalSeconds)", "--key-sweep-batch-size", "\(keySweepBatchSize)",
         ]
         if noListen { arguments.append("--no-listen") }
+        if noKeySweep { arguments.append("--no-key-sweep") }
+        if let lifetime = retention.idempotencyKeyLifetimeSeconds { arguments += ["--idempotency-key-lifetime-seconds", "\(lifetime)"] }
         if database.noPreparedStatements { arguments.append("--no-prepared-statements") }
         if let migrationsDir = database.migrationsDir { arguments += ["--migrations-dir", migrationsDir] }
         if scraped { arguments += ["--metrics-port", "0", "--metrics-host", "127.0.0.1"] }
