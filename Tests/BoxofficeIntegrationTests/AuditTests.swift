@@ -415,16 +415,9 @@ extension IntegrationTests {
                 #expect(requested == [["A-1-1", "A-1-2"]])
                 #expect(try await store.audit().isClean)
 
-                func expectCaught(_ corrupt: String, _ restore: String, _ invariant: String) async throws {
-                    try await store.client.query(PostgresQuery(unsafeSQL: corrupt))
-                    let report = try await store.audit()
-                    #expect(report.violations.contains { $0.hasPrefix(invariant) }, "\(invariant) not caught: \(report.violations)")
-                    try await store.client.query(PostgresQuery(unsafeSQL: restore))
-                    let restored = try await store.audit()
-                    #expect(restored.isClean, "after restoring: \(restored.violations)")
-                }
                 // Swapped for two other seats (the bitmap too, so only the request check can tell).
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     """
                     WITH o AS (UPDATE outcomes SET seats = '{A-2-1,A-2-2}' WHERE customer = 'exact' RETURNING 1)
                     UPDATE seat_rows SET taken = CASE row_number WHEN 1 THEN '\\x00'::bytea ELSE '\\x03'::bytea END || '\\x00'::bytea
@@ -440,25 +433,30 @@ extension IntegrationTests {
                     sectionSeats = seats
                 }
                 #expect(sectionSeats.count == 2 && sectionSeats.allSatisfy { $0.hasPrefix("B-") })
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET section = 'A' WHERE customer = 'in-b'",
                     "UPDATE outcomes SET section = 'B' WHERE customer = 'in-b'",
                     "a section request got seats outside its section")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET reason = 'bogus' WHERE customer = 'again'",
                     "UPDATE outcomes SET reason = 'seats_unavailable' WHERE customer = 'again'",
                     "an outcome's reason is not one Boxoffice gives")
                 // The table's CHECK is the first place "NULL exactly when confirmed" holds; without it, verify is the second.
                 try await store.client.query("ALTER TABLE outcomes DROP CONSTRAINT outcomes_status_words")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET reason = NULL WHERE customer = 'again'",
                     "UPDATE outcomes SET reason = 'seats_unavailable' WHERE customer = 'again'",
                     "an outcome's reason is not one Boxoffice gives")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE seat_rows SET taken = taken || '\\x00'::bytea WHERE event_id = \(event.id) AND section = 1",
                     "UPDATE seat_rows SET taken = substring(taken FROM 1 FOR 2) WHERE event_id = \(event.id) AND section = 1",
                     "a seat row's bitmap is not ceil(seats_per_row / 8) bytes long")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "DELETE FROM inventory WHERE event_id = \(event.id)",
                     "INSERT INTO inventory (event_id, capacity, sold, available) VALUES (\(event.id), 30, 4, 26)",
                     "an event has no inventory row")

@@ -24,34 +24,14 @@ extension IntegrationTests {
                 load.quantities = 1...2
                 load.timeLimit = .seconds(420)  // ≈ 85 s here; room for a slower CI machine
                 let sale = load
-                let kills = ChaosCounter()
-                let result = await withTaskGroup(of: SaleLoad.Result?.self) { group in
-                    group.addTask {
-                        var random = SplitMix64(seed: 7)
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: .seconds(1))
-                            if Task.isCancelled { break }
-                            workers.kill(at: Int(random.next() % UInt64(max(workers.count, 1))))
-                            try? workers.spawn(1)
-                            kills.increment()
-                        }
-                        return nil
-                    }
-                    group.addTask { await SaleLoad(sale).run(client: api.http) }
-                    var result: SaleLoad.Result?
-                    for await value in group where value != nil {
-                        result = value
-                        group.cancelAll()
-                    }
-                    return result!
-                }
+                let (result, kills) = await duringWorkerChaos(workers, seed: 7) { await SaleLoad(sale).run(client: api.http) }
                 let codes = await workers.terminateAll()
                 #expect(codes.allSatisfy { $0 == 0 }, "survivors must exit 0 on SIGTERM: \(codes)")
-                #expect(kills.value >= 2, "the sale ended before the chaos loop killed anything")
+                #expect(kills >= 2, "the sale ended before the chaos loop killed anything")
                 try await SaleTests.expectSettledExactlyOnce(result, api: api, event: event, capacity: capacity)
                 #expect(result.ticketsConfirmed == capacity)
                 print(
-                    "chaos: intents \(result.accepted.count), kills \(kills.value), confirmed \(result.confirmed), rejected \(result.rejected), tickets \(result.ticketsConfirmed)/\(capacity), lost 0, duplicated 0, oversold 0"
+                    "chaos: intents \(result.accepted.count), kills \(kills), confirmed \(result.confirmed), rejected \(result.rejected), tickets \(result.ticketsConfirmed)/\(capacity), lost 0, duplicated 0, oversold 0"
                 )
             }
         }

@@ -233,34 +233,12 @@ extension IntegrationTests {
                 load.quantities = 1...2
                 load.timeLimit = .seconds(420)
                 let sale = load
-                let kills = ChaosCounter()
                 let payer = Payer(api: api, event: event)
-                let result = await withTaskGroup(of: SaleLoad.Result?.self) { group in
-                    group.addTask {
-                        var random = SplitMix64(seed: 11)
-                        while !Task.isCancelled {
-                            try? await Task.sleep(for: .seconds(1))
-                            if Task.isCancelled { break }
-                            workers.kill(at: Int(random.next() % UInt64(max(workers.count, 1))))
-                            try? workers.spawn(1)
-                            kills.increment()
-                        }
-                        return nil
-                    }
-                    group.addTask {
-                        await payer.run()
-                        return nil
-                    }
-                    group.addTask { await SaleLoad(sale).run(client: api.http) }
-                    var result: SaleLoad.Result?
-                    for await value in group where value != nil {
-                        result = value
-                        group.cancelAll()
-                    }
-                    return result!
+                let (result, kills) = await duringWorkerChaos(workers, seed: 11, alongside: { await payer.run() }) {
+                    await SaleLoad(sale).run(client: api.http)
                 }
                 #expect(result.transportErrors == 0 && result.intakeFailures.isEmpty && result.undecided == 0)
-                #expect(kills.value >= 2, "the sale ended before the chaos loop killed anything")
+                #expect(kills >= 2, "the sale ended before the chaos loop killed anything")
 
                 // Holds still live while the database restarts: the workers reconnect and expire them.
                 if let cluster = try TestCluster.server.get().cluster {
@@ -291,7 +269,7 @@ extension IntegrationTests {
                 #expect(audit.isClean, "\(audit.violations)")
                 #expect(audit.expired > 0 && audit.released > 0 && audit.confirmed > 0)
                 print(
-                    "chaos with holds: intents \(result.accepted.count), kills \(kills.value), confirmed \(audit.confirmed), released \(audit.released), expired \(audit.expired), rejected \(audit.rejected), tickets granted \(granted) for \(capacity), sold \(sold)"
+                    "chaos with holds: intents \(result.accepted.count), kills \(kills), confirmed \(audit.confirmed), released \(audit.released), expired \(audit.expired), rejected \(audit.rejected), tickets granted \(granted) for \(capacity), sold \(sold)"
                 )
             }
         }

@@ -81,19 +81,13 @@ extension IntegrationTests {
                 try await Self.drain(store)
                 #expect(try await store.audit().isClean)
 
-                func expectCaught(_ corrupt: String, _ restore: String, _ invariant: String) async throws {
-                    try await store.client.query(PostgresQuery(unsafeSQL: corrupt))
-                    let report = try await store.audit()
-                    #expect(report.violations.contains { $0.hasPrefix(invariant) }, "\(invariant) not caught: \(report.violations)")
-                    try await store.client.query(PostgresQuery(unsafeSQL: restore))
-                    let restored = try await store.audit()
-                    #expect(restored.isClean, "after restoring: \(restored.violations)")
-                }
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE inventory SET held = held - 1, available = available + 1 WHERE event_id = \(event.id)",
                     "UPDATE inventory SET held = held + 1, available = available - 1 WHERE event_id = \(event.id)",
                     "inventory.sold or inventory.held differs")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE inventory SET held = held - 2, sold = sold + 2 WHERE event_id = \(event.id)",
                     "UPDATE inventory SET held = held + 2, sold = sold - 2 WHERE event_id = \(event.id)",
                     "inventory.sold or inventory.held differs")
@@ -103,11 +97,13 @@ extension IntegrationTests {
                     second = seats
                 }
                 #expect(second.count == 1)
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET seats = (SELECT seats[1:1] FROM outcomes WHERE customer = 'h-1') WHERE customer = 'h-2'",
                     "UPDATE outcomes SET seats = '{\(second.first ?? "")}' WHERE customer = 'h-2'",
                     "a seat is in two live (held or confirmed) outcomes")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE events SET hold_seconds = 0 WHERE id = \(event.id)",
                     "UPDATE events SET hold_seconds = 60 WHERE id = \(event.id)",
                     "an event without holds has a held outcome")
@@ -119,7 +115,8 @@ extension IntegrationTests {
                     try await store.client.query("UPDATE outcomes SET expires_at = NULL WHERE customer = 'h-1'")
                 }
                 try await store.client.query("ALTER TABLE inventory DROP CONSTRAINT inventory_counts")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE inventory SET held = held + 1 WHERE event_id = \(event.id)",
                     "UPDATE inventory SET held = held - 1 WHERE event_id = \(event.id)",
                     "event sells more than its capacity, or sold + held + available != capacity")

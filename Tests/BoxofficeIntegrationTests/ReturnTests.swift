@@ -146,25 +146,21 @@ extension IntegrationTests {
                 try await Self.drain(store)
                 try await Self.expectClean(store, "before corrupting")
 
-                func expectCaught(_ corrupt: String, _ restore: String, _ invariant: String) async throws {
-                    try await store.client.query(PostgresQuery(unsafeSQL: corrupt))
-                    let report = try await store.audit()
-                    #expect(report.violations.contains { $0.hasPrefix(invariant) }, "\(invariant) not caught: \(report.violations)")
-                    try await store.client.query(PostgresQuery(unsafeSQL: restore))
-                    try await Self.expectClean(store, "after restoring")
-                }
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     """
                     INSERT INTO inventory_journal (event_id, intent_id, change, quantity, seats)
                     SELECT event_id, intent_id, 'release', quantity, seats FROM outcomes WHERE public_id = '\(ids[0])'
                     """,
                     "DELETE FROM inventory_journal",
                     "a released, expired or cancelled grant was returned to the sale other than exactly once")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET returned_at = NULL WHERE public_id = '\(ids[0])'",
                     "UPDATE outcomes SET returned_at = changed_at WHERE public_id = '\(ids[0])'",
                     "a released, expired or cancelled grant was returned to the sale other than exactly once")
-                try await expectCaught(
+                try await expectAuditCatches(
+                    store,
                     "UPDATE outcomes SET expires_at = statement_timestamp() - interval '1 minute' WHERE public_id = '\(ids[1])'",
                     "UPDATE outcomes SET expires_at = statement_timestamp() + interval '10 minutes' WHERE public_id = '\(ids[1])'",
                     "a hold is still held past its expiry by more than the bound")

@@ -175,3 +175,50 @@ let workerLogDirectory: URL = {
     try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     return directory
 }()
+
+/// Corrupts the database with `corrupt`, expects the audit to report `invariant` (a violation's
+/// prefix), restores it with `restore` and expects a clean audit again: each check can fail.
+func expectAuditCatches(_ store: Store, _ corrupt: String, _ restore: String, _ invariant: String) async throws {
+    try await store.client.query(PostgresQuery(unsafeSQL: corrupt))
+    let report = try await store.audit()
+    #expect(report.violations.contains { $0.hasPrefix(invariant) }, "\(invariant) not caught: \(report.violations)")
+    try await store.client.query(PostgresQuery(unsafeSQL: restore))
+    let restored = try await store.audit()
+    #expect(restored.isClean, "after restoring: \(restored.violations)")
+}
+
+/// Runs `sale` while, every second, a random one of `workers` is SIGKILLed and replaced (and `alongside`
+/// runs, if given); both stop when the sale ends. Returns the sale's result and how many were killed.
+func duringWorkerChaos(
+    _ workers: ChildProcesses, seed: UInt64, alongside: (@Sendable () async -> Void)? = nil,
+    _ sale: @Sendable @escaping () async -> SaleLoad.Result
+) async -> (SaleLoad.Result, Int) {
+    let kills = ChaosCounter()
+    let result = await withTaskGroup(of: SaleLoad.Result?.self) { group in
+        group.addTask {
+            var random = SplitMix64(seed: seed)
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { break }
+                workers.kill(at: Int(random.next() % UInt64(max(workers.count, 1))))
+                try? workers.spawn(1)
+                kills.increment()
+            }
+            return nil
+        }
+        if let alongside {
+            group.addTask {
+                await alongside()
+                return nil
+            }
+        }
+        group.addTask { await sale() }
+        var result: SaleLoad.Result?
+        for await value in group where value != nil {
+            result = value
+            group.cancelAll()
+        }
+        return result!
+    }
+    return (result, kills.value)
+}
