@@ -33,6 +33,10 @@ public final class AllocationWorker: Service, Sendable {
         /// every ``pollInterval``: intake sends at most one NOTIFY per 10 ms per API process, so a
         /// group that commits just after a look is found by the next one, not 250 ms later.
         public var hotPollInterval: Duration = .milliseconds(10)
+        /// How long a claim hint (the largest intent id this worker settled for an event) is used before
+        /// a claim scans the event's whole queue again, for intents committed late with a smaller id:
+        /// the longest such an intent waits behind later ones.
+        public var claimHintLifetime: Duration = .seconds(1)
         public var hotPeriod: Duration = .seconds(1)
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
         public var listen = true
@@ -137,6 +141,8 @@ public final class AllocationWorker: Service, Sendable {
         var backoff = Duration.milliseconds(50)
         var lastClaim = ContinuousClock.now - configuration.hotPeriod
         var strains: [EventID: Strain] = [:]
+        // Per event: the largest intent id this worker settled, and when it last claimed without a hint.
+        var hints: [EventID: (after: Int64, since: ContinuousClock.Instant)] = [:]
         // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
         var quarantinesByEvent: [EventID: Int] = [:]
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -146,8 +152,11 @@ public final class AllocationWorker: Service, Sendable {
                 // does not inherit cancellation): a query cancelled midway takes its pooled connection down with it,
                 // and every statement of a claim is bounded by statement_timeout anyway.
                 let (store, batchSizeMax, claimSizes) = (store, configuration.batchSizeMax, strains.mapValues(\.claimSizeMax))
+                let fresh = hints.filter { started - $0.value.since < configuration.claimHintLifetime }
+                let claimAfter = fresh.mapValues(\.after)
                 let report = try await Task {
-                    try await store.allocateNextBatch(batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes) { inventory, claimed in
+                    try await store.allocateNextBatch(batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes, claimAfterByEvent: claimAfter) {
+                        inventory, claimed in
                         Allocator.allocate(claimed, from: &inventory)
                     }
                 }.value
@@ -160,6 +169,13 @@ public final class AllocationWorker: Service, Sendable {
                     continue
                 }
                 lastClaim = .now
+                if report.intents > 0 {
+                    let since = claimAfter[report.eventID] == nil ? started : hints[report.eventID]?.since ?? started
+                    hints[report.eventID] = (max(report.intentIDMax, claimAfter[report.eventID] ?? 0), since)
+                    if hints.count > configuration.strainedEventsMax {
+                        hints = hints.filter { started - $0.value.since < configuration.claimHintLifetime }
+                    }
+                }
                 let elapsed = (ContinuousClock.now - started).components
                 let microseconds = UInt64(elapsed.seconds) * 1_000_000 + UInt64(elapsed.attoseconds / 1_000_000_000_000)
                 totalsState.withLock { totals in
