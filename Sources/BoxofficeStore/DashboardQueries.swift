@@ -7,6 +7,8 @@ public struct DashboardEvent: Sendable, Equatable {
     public let name: String
     public let capacity: Int
     public let sold: Int
+    /// Tickets in live holds (`inventory.held`); `sold + held + available = capacity`.
+    public let held: Int
     public let available: Int
     /// Queued intents, by the rule of the event's `pending` (``Store/queuePositionCountMax``).
     public let pending: Int
@@ -73,7 +75,7 @@ extension Store {
                 ORDER BY min(rank), event_id DESC
                 LIMIT \(eventsMax)
             )
-            SELECT e.id, e.name, inv.capacity, inv.sold, inv.available,
+            SELECT e.id, e.name, inv.capacity, inv.sold, inv.held, inv.available,
                    \(unescaped: Self.queuedCountSQL(event: "s.event_id", below: nil)),
                    CASE WHEN inv.served_at = '-infinity' THEN NULL
                         ELSE extract(epoch FROM clock_timestamp() - inv.served_at)::float8 END,
@@ -96,14 +98,14 @@ extension Store {
             ORDER BY s.rank, s.event_id DESC
             """, logger: logger)
         var events: [DashboardEvent] = []
-        for try await (id, name, capacity, sold, available, pending, served, decisions, span, p50, p99) in rows.decode(
-            (EventID, String, Int, Int, Int, Int, Double?, Int, Double?, Double?, Double?).self)
+        for try await (id, name, capacity, sold, held, available, pending, served, decisions, span, p50, p99) in rows.decode(
+            (EventID, String, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?, Double?).self)
         {
             let window = Double(Self.dashboardLatencyWindowSeconds)
             let seconds = decisions >= Self.dashboardLatencySamplesMax ? max(span ?? window, 0.001) : window
             events.append(
                 DashboardEvent(
-                    id: id, name: name, capacity: capacity, sold: sold, available: available, pending: pending,
+                    id: id, name: name, capacity: capacity, sold: sold, held: held, available: available, pending: pending,
                     servedSecondsAgo: served, recentDecisions: decisions,
                     decisionsPerSecond: Double(decisions) / seconds, latencyP50Seconds: p50, latencyP99Seconds: p99))
         }

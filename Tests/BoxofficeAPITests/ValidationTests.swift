@@ -254,23 +254,26 @@ struct RouteTableTests {
         #expect(
             allowed.map(\.path) == [
                 "/health", "/ready", "/openapi.json", "/dashboard", "/dashboard/data", "/events", "/events/:event",
-                "/events/:event/intents", "/events/:event/intents/batch", "/intents/:intent",
+                "/events/:event/intents", "/events/:event/intents/batch", "/intents/:intent", "/intents/:intent/confirm",
+                "/intents/:intent/release", "/intents/:intent/cancel",
             ])
         #expect(
             allowed.map(\.methods) == [
                 [.get, .head], [.get, .head], [.get, .head], [.get, .head], [.get, .head], [.post], [.get, .head], [.post], [.post],
-                [.get, .head],
+                [.get, .head], [.post], [.post], [.post],
             ])
     }
 
-    @Test("writes need a role, reads need none but the dashboard's (admin, Basic credentials accepted)")
+    @Test(
+        "writes need a role (creating events and cancelling orders the admin's), reads need none but the dashboard's (admin, Basic credentials accepted)"
+    )
     func roles() throws {
         let routes = try table().controllers.flatMap { controller in
             controller.routes.map { (RouteTable.join(controller.path, $0.path), $0.method, $0.role, $0.acceptsBasic) }
         }
         for (path, method, role, acceptsBasic) in routes {
             switch (method, path) {
-            case (.post, "/events"): #expect(role == .admin && !acceptsBasic)
+            case (.post, "/events"), (.post, "/intents/:intent/cancel"): #expect(role == .admin && !acceptsBasic, "\(path)")
             case (.post, _): #expect(role == .producer && !acceptsBasic, "\(path)")
             case (.get, "/dashboard"), (.get, "/dashboard/data"): #expect(role == .admin && acceptsBasic, "\(path)")
             default: #expect(role == nil && !acceptsBasic, "\(method) \(path)")

@@ -99,6 +99,12 @@ extension IntegrationTests {
                 first.quantities = 1...2
                 let early = await SaleLoad(first).run(client: base.http)
                 #expect(early.undecided == 0 && early.transportErrors == 0 && early.ticketsConfirmed == 400)
+                // A sale with holds: three buyers hold 2 tickets each, none pays yet.
+                let matinee = try #require(
+                    Int64(try await base.post("/events", #"{"name": "Matinee", "capacity": 10, "hold_seconds": 600}"#)["id"] ?? ""))
+                for buyer in 1...3 {
+                    _ = try await base.post("/events/\(matinee)/intents", #"{"customer": "m-\#(buyer)", "quantity": 2}"#)
+                }
                 let event = try #require(Int64(try await base.post("/events", #"{"name": "Encore", "capacity": 100000}"#)["id"] ?? ""))
 
                 let browser = try HeadlessChromium()
@@ -107,9 +113,10 @@ extension IntegrationTests {
                 // Basic credentials in the URL: Chromium answers the page's challenge with them and sends
                 // them again on the page's polls of /dashboard/data (same origin, same realm).
                 try await browser.open("http://admin:\(admin)@127.0.0.1:\(port)/dashboard", width: 1280, height: 280)
-                try await waitUntil("the page to show both events and both workers", every: .milliseconds(200), timeout: .seconds(30)) {
+                try await waitUntil("the page to show the three events and both workers", every: .milliseconds(200), timeout: .seconds(30)) {
                     let page = try await Page.read(browser)
-                    return page.row(event) != nil && page.row(earlier) != nil && page.workers == "2" && page.status == "live" ? nil : "\(page)"
+                    return page.row(event) != nil && page.row(earlier) != nil && page.row(matinee) != nil && page.workers == "2"
+                        && page.status == "live" ? nil : "\(page)"
                 }
 
                 var load = OpenLoad.Configuration(baseURL: server.api.baseURL, eventID: event, rate: 300, duration: .seconds(8))
@@ -143,20 +150,22 @@ extension IntegrationTests {
                 #expect(decisions.contains(where: positive), "decisions/s: \(decisions)")
                 #expect(latencies.contains { $0.hasSuffix(" ms") || $0.hasSuffix(" s") }, "latency p99: \(latencies)")
 
-                // And finishes equal to the API's figures, for both events.
+                // And finishes equal to the API's figures, for all three events, holds included.
                 try await waitUntil("the page to finish equal to GET /events/{id}", every: .milliseconds(250), timeout: .seconds(60)) {
                     let page = try await Page.read(browser)
                     var differences: [String] = []
-                    for id in [earlier, event] {
+                    for id in [earlier, event, matinee] {
                         let reply = try await server.api.get("/events/\(id)")
-                        let api = ["sold", "available", "pending"].map { reply[$0].flatMap { Int($0) } }
-                        let shown = ["sold", "available", "pending"].map { page.row(id)?.number($0) }
+                        let api = ["sold", "held", "available", "pending"].map { reply[$0].flatMap { Int($0) } }
+                        let shown = ["sold", "held", "available", "pending"].map { page.row(id)?.number($0) }
                         if api != shown || reply["pending"] != "0" { differences.append("event \(id): API \(api), page \(shown)") }
                     }
                     return differences.isEmpty ? nil : differences.joined(separator: "; ")
                 }
                 let final = try await server.api.get("/events/\(event)")
                 #expect(final["sold"] == "\(result.accepted)", "every accepted intent bought one ticket")
+                let held = try #require(try await Page.read(browser).row(matinee))
+                #expect(held.number("held") == 6 && held.number("sold") == 0 && held.number("available") == 4, "\(held)")
 
                 let png = try #require(screenshot)
                 #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "a PNG: \(png.count) bytes")

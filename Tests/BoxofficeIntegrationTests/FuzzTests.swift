@@ -57,6 +57,16 @@ extension IntegrationTests {
                 let summary = text.split(separator: "\n").filter { $0.hasPrefix("fuzz-api: ") && $0.contains("test cases") }
                 #expect(!summary.isEmpty, "no summary line from scripts/fuzz-api:\n\(text.suffix(5_000))")
                 for line in summary { print(line) }
+                // And what the stateful sequences got from each operation: following the document's links
+                // (enqueue, await the outcome, then confirm, release or cancel), each transition reached an
+                // intent a sequence made (an answer about that intent, not 404 for a drawn id).
+                let stateful = text.split(separator: "\n").filter { $0.hasPrefix("fuzz-api: stateful ") }
+                for line in stateful { print(line) }
+                for transition in ["confirm", "release", "cancel"] {
+                    let line = stateful.first { $0.hasPrefix("fuzz-api: stateful POST /intents/{intent}/\(transition): ") }
+                    let reached = line.map { line in [" 200 x", " 403 x", " 409 x"].contains { line.contains($0) } } ?? false
+                    #expect(reached, "no stateful sequence reached a real intent's \(transition): \(line.map(String.init) ?? "no such line")")
+                }
                 // The server is still whole after the onslaught.
                 #expect(try await api.get("/health").status == 200)
             }

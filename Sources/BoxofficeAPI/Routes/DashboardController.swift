@@ -84,6 +84,7 @@ struct DashboardBody: Encodable {
         let name: String
         let capacity: Int
         let sold: Int
+        let held: Int
         let available: Int
         let pending: Int
         let servedSecondsAgo: Double?
@@ -93,7 +94,7 @@ struct DashboardBody: Encodable {
         let decisionLatencyP99Seconds: Double?
 
         enum CodingKeys: String, CodingKey {
-            case id, name, capacity, sold, available, pending
+            case id, name, capacity, sold, held, available, pending
             case servedSecondsAgo = "served_seconds_ago"
             case recentDecisions = "recent_decisions"
             case decisionsPerSecond = "decisions_per_second"
@@ -123,8 +124,8 @@ struct DashboardBody: Encodable {
         workersAlive = sample.workersAlive
         events = sample.events.map { event in
             Event(
-                id: event.id, name: event.name, capacity: event.capacity, sold: event.sold, available: event.available,
-                pending: event.pending, servedSecondsAgo: event.servedSecondsAgo, recentDecisions: event.recentDecisions,
+                id: event.id, name: event.name, capacity: event.capacity, sold: event.sold, held: event.held,
+                available: event.available, pending: event.pending, servedSecondsAgo: event.servedSecondsAgo, recentDecisions: event.recentDecisions,
                 decisionsPerSecond: event.decisionsPerSecond,
                 decisionLatencyP50Seconds: event.latencyP50Seconds, decisionLatencyP99Seconds: event.latencyP99Seconds)
         }
