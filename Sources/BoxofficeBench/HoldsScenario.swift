@@ -12,21 +12,21 @@ extension BenchRunner {
     /// Concurrent payers confirming holds in the holds scenario.
     static let payers = 16
 
-    /// Scenario 1b: the sale lifecycle at drain speed. A general-admission event with 2 s holds and
+    /// Scenario 1b: the sale lifecycle at drain speed. A general-admission event with 5 s holds and
     /// a fresh queue: payers confirm 70% of the holds through the Store's transition as soon as they
     /// see them, the other 30% expire and go back into the sale, where the intents still queued get
     /// them, while 10% more intents arrive through intake. Allocations/s counts every decision
     /// (resales included), from the first settled batch to the drained queue; the report sets it
     /// beside the plain fresh-queue drain of the same workers and batch size.
     func holdsScenario(_ results: inout BenchResults) async throws {
-        let capacity = min(plan.tickets, max(100, plan.intents / 20))
-        say("\n== 1b. holds: \(plan.intents) intents for \(capacity) tickets held 2 s; 70% confirmed, 30% expire and are resold ==")
+        let capacity = min(plan.tickets, max(100, plan.intents / 200))
+        say("\n== 1b. holds: \(plan.intents) intents for \(capacity) tickets held 5 s; 70% confirmed, 30% expire and are resold ==")
         for workers in plan.workers {
             for batchSize in plan.batchSizes where batchSize > 1 {
                 let row = try await drainCell(
                     label: "holds", workers: workers, batchSize: batchSize, layout: .generalAdmission(capacity: capacity), events: 1,
                     quantities: [1], sections: [nil], fill: .liveIntake,
-                    holds: HoldsMix(holdSeconds: 2, confirmShare: 0.7, extraIntents: plan.intents / 10), results: &results)
+                    holds: HoldsMix(holdSeconds: 5, confirmShare: 0.7, extraIntents: plan.intents / 10), results: &results)
                 if let holds = results.holds.last {
                     say(
                         "    confirmed \(holds.confirmed), expired \(holds.expired) (resold to intents still queued), \(String(format: "%.0f", row.allocationsPerSecond)) decisions/s"
