@@ -37,6 +37,10 @@ struct IntentController: APIController {
         guard let result = try await store.call({ try await $0.transition(transition, of: id, customer: customer) }) else {
             throw APIError(.notFound, "intent_not_found", "there is no intent \(id)")
         }
+        // With the request id (context.logger carries it): who changed which intent, for an operator's audit.
+        context.logger.log(
+            level: kind == .cancel ? .notice : .debug, "intent transition",
+            metadata: ["intent": "\(id.uuidString.lowercased())", "transition": "\(kind.rawValue)", "result": "\(result.logWord)"])
         switch result {
         case .done(let status):
             return StatusBody(status).response()
@@ -127,6 +131,18 @@ struct IntentController: APIController {
             }
         }
         return StatusBody(status).response(headers: headers)
+    }
+}
+
+extension TransitionResult {
+    /// One word for a log line: done, refused, payment_reference_differs, customer_mismatch.
+    var logWord: String {
+        switch self {
+        case .done: "done"
+        case .refused(let status, _): "refused (\(status.word.rawValue))"
+        case .paymentReferenceDiffers: "payment_reference_differs"
+        case .anotherCustomer: "customer_mismatch"
+        }
     }
 }
 
