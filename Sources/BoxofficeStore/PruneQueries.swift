@@ -20,7 +20,9 @@ public enum PruneRefusal: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .noSuchEvent(let id): "event \(id) does not exist"
-        case .onSale(let id): "event \(id) is on sale (it has queued intents, live holds or transitions a worker has yet to apply): prune refuses it; run it again once its queue is empty and its holds have ended"
+        case .onSale(let id):
+            "event \(id) is on sale (it has queued intents, live holds or transitions a worker has yet to apply): prune refuses it; "
+                + "run it again once its queue is empty and its holds have ended"
         case .olderThanShorterThanKeys(let older, let keys):
             "--older-than (\(Int(older.secondsDouble)) s) must be at least the Idempotency-Key lifetime (\(Int(keys.secondsDouble)) s): "
                 + "a key younger than it may still replay an outcome prune would delete"
