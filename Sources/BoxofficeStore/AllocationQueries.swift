@@ -54,8 +54,9 @@ extension Store {
     /// range scan then starts there instead of stepping over the entries of every intent the sale
     /// settled before, which stay in the index until vacuum (measured: 1,500 buffers and 9.6 ms per
     /// claim on average over a million-intent drain without it). An intent committed late with a
-    /// smaller id is skipped by such a claim, so the worker claims without the hint at least once a
-    /// second per event (``AllocationWorker/Configuration/claimHintLifetime``).
+    /// smaller id is skipped by such a claim, so the worker claims without the hint every 250 ms per
+    /// event (``AllocationWorker/Configuration/claimHintLifetime``), and at once when the hinted claim
+    /// finds nothing.
     ///
     /// `claimSizeMaxByEvent` claims fewer for the events named (a worker shrinks the claims of an
     /// event whose batches keep failing). A claimed row that does not make a request of its event is
@@ -84,9 +85,14 @@ extension Store {
                 var batch: [PendingIntent] = []
                 var invalid: [SetAside] = []
                 batch.reserveCapacity(claimSizeMax)
-                for (id, quantity, section, seats) in try await self.rows(
+                // A hinted claim that finds nothing claims again from the start: what is queued then committed
+                // late with a smaller id, and must not wait for the hint to age.
+                var claimRows = try await self.rows(
                     ClaimStatement(eventID: eventID, after: claimAfterByEvent[eventID] ?? 0, batchSizeMax: claimSizeMax), on: connection)
-                {
+                if claimRows.isEmpty, claimAfterByEvent[eventID] != nil {
+                    claimRows = try await self.rows(ClaimStatement(eventID: eventID, after: 0, batchSizeMax: claimSizeMax), on: connection)
+                }
+                for (id, quantity, section, seats) in claimRows {
                     claimed.append(id)
                     do {
                         let request = try PurchaseRequest(quantity: quantity, section: section, seats: seats)

@@ -196,11 +196,12 @@ extension Store {
             (
                 "a hold is still held past its expiry by more than the bound (are the workers running?)",
                 """
-                SELECT format('intent %s of event %s: held, expired at %s, %s s ago', public_id, event_id, expires_at,
-                              round(extract(epoch FROM statement_timestamp() - expires_at)::numeric, 3))
+                SELECT format('intent %s of event %s: held, expired at %s, %s s before this audit began', public_id, event_id, expires_at,
+                              round(extract(epoch FROM transaction_timestamp() - expires_at)::numeric, 3))
                 FROM outcomes
                 WHERE status = 'held' AND \(latenessSeconds)::float8 IS NOT NULL
-                  AND expires_at < statement_timestamp() - make_interval(secs => \(latenessSeconds)::float8)
+                  -- The snapshot's time, not this statement's: a long audit must not count its own runtime.
+                  AND expires_at < transaction_timestamp() - make_interval(secs => \(latenessSeconds)::float8)
                   AND (\(scope)::bigint IS NULL OR event_id = \(scope))
                 """
             ),
@@ -424,6 +425,8 @@ extension Store {
                     SELECT DISTINCT ON (event_id, coalesce(section, ''), quantity) event_id, coalesce(section, '') AS scope, quantity, decided_at, intent_id, public_id
                     FROM outcomes
                     WHERE status = 'rejected' AND reason IN ('sold_out', 'not_enough_available') AND (\(scope)::bigint IS NULL OR event_id = \(scope))
+                      -- Outcomes `prune` deleted took their return times with them: only refusals after them are checked.
+                      AND decided_at > coalesce((SELECT p.decided_through FROM pruned_outcomes p WHERE p.event_id = outcomes.event_id), '-infinity')
                     ORDER BY event_id, coalesce(section, ''), quantity, decided_at, intent_id
                 ), returns AS MATERIALIZED (
                     SELECT event_id, returned_at FROM outcomes

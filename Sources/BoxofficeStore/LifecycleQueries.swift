@@ -99,7 +99,8 @@ extension Store {
             let made = try await rows(statement).count == 1
             guard let (status, owner, pastExpiry, reference) = try await transitionStatus(of: publicID) else { return nil }
             if made { return .done(status) }
-            if let customer, customer != owner { return .anotherCustomer }
+            // A queued intent's customer is not read: it answers intent_pending whoever asks.
+            if let customer, status.isDecided, customer != owner { return .anotherCustomer }
             if status.word == transition.to {
                 if case .confirm(let wanted?) = transition, reference != wanted { return .paymentReferenceDiffers(status) }
                 return .done(status)

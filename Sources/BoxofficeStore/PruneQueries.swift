@@ -145,6 +145,12 @@ extension Store {
                     ORDER BY decided_at, intent_id
                     LIMIT \(limit))
                   AND NOT (SELECT on_sale FROM live)
+                  -- Re-checked on the row itself after waiting for its lock: a hold, or a release or cancel
+                  -- whose return a worker has not applied yet (committed after this statement's snapshot),
+                  -- is never deleted, so no journal row is left without its outcome.
+                  AND status <> '\(unescaped: IntentStatusWord.held.rawValue)'
+                  AND (status NOT IN ('\(unescaped: IntentStatusWord.released.rawValue)', '\(unescaped: IntentStatusWord.cancelled.rawValue)')
+                       OR returned_at IS NOT NULL)
                 RETURNING intent_id, status, quantity, decided_at
             ), accepted AS (
                 DELETE FROM acceptances

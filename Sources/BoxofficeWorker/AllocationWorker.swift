@@ -36,7 +36,7 @@ public final class AllocationWorker: Service, Sendable {
         /// How long a claim hint (the largest intent id this worker settled for an event) is used before
         /// a claim scans the event's whole queue again, for intents committed late with a smaller id:
         /// the longest such an intent waits behind later ones.
-        public var claimHintLifetime: Duration = .seconds(1)
+        public var claimHintLifetime: Duration = .milliseconds(250)
         public var hotPeriod: Duration = .seconds(1)
         /// Use LISTEN/NOTIFY; off behind a transaction-mode pooler.
         public var listen = true

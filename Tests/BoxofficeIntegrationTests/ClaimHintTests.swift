@@ -28,7 +28,7 @@ extension IntegrationTests {
             }
         }
 
-        @Test("A claim past a hint skips intents committed late with smaller ids; one without the hint settles them")
+        @Test("A claim past a hint skips intents committed late with smaller ids; a hinted claim that finds nothing claims from the start")
         func hintSkipsLateCommits() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
@@ -42,12 +42,20 @@ extension IntegrationTests {
                     settledMax.withLock { $0 = report.intentIDMax }
                 }
                 let hint = settledMax.withLock { $0 }
-                #expect(
-                    try await store.allocateNextBatch(batchSizeMax: 64, claimAfterByEvent: [event: hint]) { Allocator.allocate($1, from: &$0) } == nil
-                )
+                // Newer intents past the hint: the hinted claim takes them and skips the late ones.
+                _ = try await store.enqueue(
+                    (0..<3).map { IntentDraft(eventID: event, customer: "newer-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                let past = try #require(
+                    try await store.allocateNextBatch(batchSizeMax: 64, claimAfterByEvent: [event: hint]) { Allocator.allocate($1, from: &$0) })
+                #expect(past.intents == 3, "the hinted claim starts past the hint")
                 #expect(try await store.totalQueued() == 5)
-                let late = try #require(try await store.allocateNextBatch(batchSizeMax: 64) { Allocator.allocate($1, from: &$0) })
+                // Nothing past the hint any more: the hinted claim falls back to the whole queue at once.
+                let late = try #require(
+                    try await store.allocateNextBatch(batchSizeMax: 64, claimAfterByEvent: [event: past.intentIDMax]) {
+                        Allocator.allocate($1, from: &$0)
+                    })
                 #expect(late.intents == 5 && late.intentIDMax < hint)
+                #expect(try await store.totalQueued() == 0)
                 #expect(try await store.audit().isClean)
             }
         }
@@ -81,6 +89,46 @@ extension IntegrationTests {
                 #expect(try await store.totalQueued() == 0, "intents committed late were never claimed")
                 let report = try await store.audit()
                 #expect(report.isClean && report.outcomes == 100, "\(report.outcomes) outcomes, \(report.violations)")
+            }
+        }
+    }
+}
+
+extension IntegrationTests {
+    @Suite("Prune and the lifecycle")
+    struct PruneLifecycleTests {
+        @Test("A cancel committed while prune waits for the outcome's row lock keeps its outcome: the return is applied once, verify stays clean")
+        func pruneSkipsAReturnNotYetApplied() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database, logger: testLogger) { store in
+                let event = try await store.createEvent(name: "Pruned", layout: .generalAdmission(capacity: 10)).id
+                _ = try await store.enqueue(
+                    (0..<2).map { IntentDraft(eventID: event, customer: "c\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                try await ReturnTests.drain(store)
+                let cutoff = Date().addingTimeInterval(60)
+                let pruned = Mutex<PruneBatch?>(nil)
+                // The cancel's transaction holds the outcome's row lock while prune's DELETE reaches it.
+                try await store.client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: testLogger)
+                    try await connection.query(
+                        """
+                        WITH changed AS (
+                            UPDATE outcomes SET status = 'cancelled', changed_at = statement_timestamp()
+                            WHERE customer = 'c0' AND event_id = \(event) RETURNING intent_id, event_id, quantity, seats)
+                        INSERT INTO inventory_journal (event_id, intent_id, change, quantity, seats)
+                        SELECT event_id, intent_id, 'cancel', quantity, seats FROM changed
+                        """, logger: testLogger)
+                    let prune = Task { try await store.pruneBatch(eventID: event, decidedBefore: cutoff, limit: 100) }
+                    try await Task.sleep(for: .milliseconds(500))
+                    try await connection.query("COMMIT", logger: testLogger)
+                    let batch = try? await prune.value
+                    pruned.withLock { $0 = batch }
+                }
+                #expect(pruned.withLock { $0 }?.outcomes == 1, "only the outcome with nothing owed is pruned")
+                #expect(try await store.client.query("SELECT count(*) FROM outcomes WHERE customer = 'c0'").decode(Int.self).all() == [1])
+                try await ReturnTests.drain(store)
+                let report = try await store.audit()
+                #expect(report.isClean, "\(report.violations)")
             }
         }
     }

@@ -83,6 +83,7 @@ extension IntegrationTests {
                     ("malformed id", "/intents/not-a-uuid/confirm", "", producer, 400, "invalid_id"),
                     ("pending", "/intents/\(pendingID)/confirm", "", producer, 409, "intent_pending"),
                     ("pending release", "/intents/\(pendingID)/release", "", producer, 409, "intent_pending"),
+                    ("pending, naming a customer", "/intents/\(pendingID)/confirm", #"{"customer": "someone"}"#, producer, 409, "intent_pending"),
                     ("another customer's", "/intents/\(ids[0])/confirm", #"{"customer": "mallory"}"#, producer, 403, "customer_mismatch"),
                     ("no token", "/intents/\(ids[0])/confirm", "", [], 401, "unauthorized"),
                     ("wrong token", "/intents/\(ids[0])/release", "", Self.bearer("Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp"), 403, nil),
