@@ -3,6 +3,9 @@ import BoxofficeMetrics
 import EmbeddedPostgres
 import Foundation
 import Logging
+// Long on purpose: the supervisor is one state machine (children, back-off, scaling, shutdown) whose
+// transitions share its state; the policy (RestartPolicy.swift) and the signals (ScaleSignals.swift)
+// are already apart.
 import NIOCore
 import ServiceLifecycle
 import Synchronization

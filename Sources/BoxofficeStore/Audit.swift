@@ -2,6 +2,9 @@ import BoxofficeCore
 import Foundation
 import PostgresNIO
 
+// Long on purpose: every invariant `verify` checks is one SQL statement in the one list below, read
+// in one snapshot; splitting the list across files would scatter what an auditor reads together.
+
 /// The result of checking every invariant against the database.
 public struct AuditReport: Sendable, Equatable {
     /// One line per broken invariant; empty when all hold.
