@@ -25,6 +25,9 @@ public final class BoxofficeMetrics: Sendable {
                 Duration.milliseconds($0)
             },
             Names.intakeCommitDuration: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000].map { Duration.milliseconds($0) },
+            Names.databaseLeaseWait: [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 250_000, 1_000_000, 5_000_000].map {
+                Duration.microseconds($0)
+            },
         ]
         factory.valueHistogramBuckets = [
             Names.claimIntents: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024, 2_048, 4_096, 16_384, 65_536],
@@ -96,6 +99,14 @@ public final class BoxofficeMetrics: Sendable {
         Names.poolScrapeFailures: "Scrapes of a pool's worker process that failed or timed out (its series are missing from that scrape).",
         Names.keysSwept: "Expired Idempotency-Keys this worker's sweep deleted.",
         Names.keySweepFailures: "Idempotency-Key sweep statements that failed (retried at the next sweep).",
+        Names.databaseConnectionsMax: "PostgreSQL connections this process's pool may open, by pool (api, worker, sweep).",
+        Names.databaseConnectionsInUse:
+            "PostgreSQL connections leased from this process's pool at scrape time (LISTEN connections included), by pool.",
+        Names.databaseLeaseWaiting: "Tasks waiting for a PostgreSQL connection from this process's pool at scrape time, by pool.",
+        Names.databaseLeaseWait:
+            "Seconds a task waited for a PostgreSQL connection from this process's pool (granted or abandoned), by pool.",
+        Names.databaseLeaseFailures:
+            "Waits for a PostgreSQL connection that ended without one (the caller's deadline passed or it was cancelled, or the pool could not connect), by pool.",
         "http_server_requests_total": "HTTP requests answered, by route template, method and status.",
         "http_server_request_errors_total": "HTTP requests that ended in an error, by route template, method and status.",
         "http_server_request_duration_seconds": "Seconds to answer an HTTP request, by route template, method and status.",
@@ -152,6 +163,11 @@ public final class BoxofficeMetrics: Sendable {
         public static let poolScrapeFailures = "boxoffice_pool_scrape_failures_total"
         public static let keysSwept = "boxoffice_idempotency_keys_swept_total"
         public static let keySweepFailures = "boxoffice_idempotency_key_sweep_failures_total"
+        public static let databaseConnectionsMax = "boxoffice_db_connections_max"
+        public static let databaseConnectionsInUse = "boxoffice_db_connections_in_use"
+        public static let databaseLeaseWaiting = "boxoffice_db_lease_waiting"
+        public static let databaseLeaseWait = "boxoffice_db_lease_wait_seconds"
+        public static let databaseLeaseFailures = "boxoffice_db_lease_failures_total"
     }
 }
 

@@ -59,7 +59,7 @@ extension Store {
     /// A `count(*)` of the queue by event read 11,700 buffers for the same queue, from disk.
     public func dashboardSample() async throws -> DashboardSample {
         let eventsMax = Self.dashboardEventsMax
-        let rows = try await client.query(
+        let rows = try await fetch(
             """
             WITH RECURSIVE queued(event_id) AS (
                 (SELECT event_id FROM intents ORDER BY event_id DESC LIMIT 1)
@@ -96,11 +96,11 @@ extension Store {
                       LIMIT \(Self.dashboardLatencySamplesMax)) latest
             ) recent
             ORDER BY s.rank, s.event_id DESC
-            """, logger: logger)
+            """)
         var events: [DashboardEvent] = []
-        for try await (id, name, capacity, sold, held, available, pending, served, decisions, span, p50, p99) in rows.decode(
-            (EventID, String, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?, Double?).self)
-        {
+        for row in rows {
+            let (id, name, capacity, sold, held, available, pending, served, decisions, span, p50, p99) = try row.decode(
+                (EventID, String, Int, Int, Int, Int, Int, Double?, Int, Double?, Double?, Double?).self)
             let window = Double(Self.dashboardLatencyWindowSeconds)
             let seconds = decisions >= Self.dashboardLatencySamplesMax ? max(span ?? window, 0.001) : window
             events.append(
@@ -109,14 +109,15 @@ extension Store {
                     servedSecondsAgo: served, recentDecisions: decisions,
                     decisionsPerSecond: Double(decisions) / seconds, latencyP50Seconds: p50, latencyP99Seconds: p99))
         }
-        let workers = try await client.query(
+        let workers = try await fetch(
             """
             SELECT extract(epoch FROM clock_timestamp())::float8,
                    (SELECT count(DISTINCT application_name) FROM pg_stat_activity
                     WHERE datname = current_database()
                       AND starts_with(application_name, \(DatabaseConfiguration.workerApplicationNamePrefix)))
-            """, logger: logger)
-        for try await (takenAt, alive) in workers.decode((Double, Int).self) {
+            """)
+        for row in workers {
+            let (takenAt, alive) = try row.decode((Double, Int).self)
             return DashboardSample(takenAt: takenAt, workersAlive: alive, events: events)
         }
         throw StoreError.invariantBroken("the dashboard's clock query returned no row")

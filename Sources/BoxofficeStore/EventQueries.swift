@@ -30,7 +30,7 @@ extension Store {
         precondition((0...Self.holdSecondsMax).contains(holdSeconds), "hold_seconds out of bounds")
         let kind = EventKind(layout).rawValue
         let capacity = layout.capacity
-        let id = try await client.withTransaction(logger: logger) { connection -> EventID in
+        let id = try await transaction { connection -> EventID in
             let rows = try await connection.query(
                 """
                 INSERT INTO events (name, kind, capacity, hold_seconds) VALUES (\(name), \(kind), \(capacity), \(holdSeconds)) RETURNING id
@@ -92,19 +92,19 @@ extension Store {
     func loadEvent(_ eventID: EventID, on connection: PostgresConnection?) async throws -> (name: String, layout: EventLayout)? {
         let logger = self.logger
         guard let connection else {
-            return try await loadEvent(eventID) { try await self.client.query($0, logger: logger) }
+            return try await loadEvent(eventID) { try await self.fetch($0) }
         }
         return try await runBounded(on: connection) {
-            try await self.loadEvent(eventID) { try await connection.query($0, logger: logger) }
+            try await self.loadEvent(eventID) { try await connection.rows($0, logger: logger) }
         }
     }
 
     private func loadEvent(
-        _ eventID: EventID, run: @Sendable (PostgresQuery) async throws -> PostgresRowSequence
+        _ eventID: EventID, run: @Sendable (PostgresQuery) async throws -> [PostgresRow]
     ) async throws -> (name: String, layout: EventLayout)? {
         var event: (String, String, Int)?
-        for try await row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)").decode((String, String, Int).self) {
-            event = row
+        for row in try await run("SELECT name, kind, capacity FROM events WHERE id = \(eventID)") {
+            event = try row.decode((String, String, Int).self)
         }
         guard let (name, kind, capacity) = event else { return nil }
         if kind == EventKind.generalAdmission.rawValue { return (name, .generalAdmission(capacity: capacity)) }
@@ -112,7 +112,8 @@ extension Store {
         let sectionsQuery: PostgresQuery = """
             SELECT name, row_count, seats_per_row FROM sections WHERE event_id = \(eventID) ORDER BY position
             """
-        for try await (section, rows, seats) in try await run(sectionsQuery).decode((String, Int, Int).self) {
+        for row in try await run(sectionsQuery) {
+            let (section, rows, seats) = try row.decode((String, Int, Int).self)
             sections.append(SectionLayout(name: section, rows: rows, seatsPerRow: seats))
         }
         return (name, .seatMap(sections))
@@ -124,14 +125,15 @@ extension Store {
     /// one event is on sale. Counting up to 100,000, as this did, cost 28 ms per read of a busy event.
     public func eventSummary(_ eventID: EventID) async throws -> EventSummary? {
         guard let (name, layout) = try await loadEvent(eventID, on: nil) else { return nil }
-        let rows = try await client.query(
+        let rows = try await fetch(
             """
             SELECT inv.sold, inv.held, inv.available, \(unescaped: Self.queuedCountSQL(event: "inv.event_id", below: nil)),
                    (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id)
             FROM inventory inv
             WHERE inv.event_id = \(eventID)
-            """, logger: logger)
-        for try await (sold, held, available, pending, holdSeconds) in rows.decode((Int, Int, Int, Int, Int).self) {
+            """)
+        for row in rows {
+            let (sold, held, available, pending, holdSeconds) = try row.decode((Int, Int, Int, Int, Int).self)
             return EventSummary(
                 id: eventID, name: name, layout: layout, sold: sold, held: held, available: available, pending: pending, holdSeconds: holdSeconds)
         }

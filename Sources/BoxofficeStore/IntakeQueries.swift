@@ -195,15 +195,16 @@ extension Store {
         guard !conflicted.isEmpty else { return drafts.map { ($0, .accepted($0.publicID)) } }
 
         var existing: [IdempotencyScope: (UUID, String)] = [:]
-        let keyRows = try await client.query(
+        let keyRows = try await fetch(
             """
             SELECT k.event_id, k.customer, k.key, k.public_id, k.fingerprint
             FROM idempotency_keys k
             JOIN unnest(\(conflicted.map(\.eventID))::bigint[], \(conflicted.map(\.customer))::text[],
                         \(conflicted.map { $0.idempotencyKey ?? "" })::text[]) AS c(event_id, customer, key)
               ON k.event_id = c.event_id AND k.customer = c.customer AND k.key = c.key
-            """, logger: logger)
-        for try await (eventID, customer, key, publicID, fingerprint) in keyRows.decode((EventID, String, String, UUID, String).self) {
+            """)
+        for row in keyRows {
+            let (eventID, customer, key, publicID, fingerprint) = try row.decode((EventID, String, String, UUID, String).self)
             existing[IdempotencyScope(eventID: eventID, customer: customer, key: key)] = (publicID, fingerprint)
         }
         return drafts.compactMap { draft in

@@ -13,7 +13,7 @@ extension Store {
     /// costs at most about `events with work × 1,000` index entries, however long the queue is (at most
     /// ``queueDepthEventsMax`` events are read).
     public func queueDepths() async throws -> [(EventID, Int)] {
-        let rows = try await client.query(
+        let rows = try await fetch(
             """
             WITH RECURSIVE queued(event_id) AS (
                 (SELECT event_id FROM intents ORDER BY event_id LIMIT 1)
@@ -23,9 +23,7 @@ extension Store {
             )
             SELECT w.event_id, \(unescaped: Self.queuedCountSQL(event: "w.event_id", below: nil))
             FROM (SELECT event_id FROM queued WHERE event_id IS NOT NULL LIMIT \(Self.queueDepthEventsMax)) w
-            """, logger: logger)
-        var depths: [(EventID, Int)] = []
-        for try await (event, depth) in rows.decode((EventID, Int).self) { depths.append((event, depth)) }
-        return depths
+            """)
+        return try rows.map { try $0.decode((EventID, Int).self) }
     }
 }

@@ -141,7 +141,7 @@ extension Store {
     /// applied (empty: a no-op).
     @discardableResult
     public func migrate(_ migrations: [Migration]) async throws -> [String] {
-        try await client.withConnection { connection in
+        try await leased { connection in
             var names: [String] = []
             while true {
                 // One statement per message (the extended protocol takes no scripts); BEGIN/COMMIT make each file atomic.

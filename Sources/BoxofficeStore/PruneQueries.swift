@@ -35,53 +35,31 @@ extension Store {
     /// the arrival-order check of `verify` needs the outcomes around them), live holds (they may still
     /// end and give their seats back) or transitions a worker has yet to apply (`inventory_journal`).
     public func isOnSale(_ eventID: EventID) async throws -> Bool {
-        var onSale = false
-        for try await value in try await client.query("SELECT \(unescaped: Self.onSaleSQL(eventID))", logger: logger)
-            .decode(Bool.self)
-        {
-            onSale = value
-        }
-        return onSale
+        try await fetch("SELECT \(unescaped: Self.onSaleSQL(eventID))").first?.decode(Bool.self) ?? false
     }
 
     /// The instant `olderThan` before the database's now: one cutoff for a whole prune, so the keys
     /// deleted first cover every outcome deleted after.
     public func pruneCutoff(olderThan: Duration) async throws -> Date {
-        var cutoff = Date.distantPast
-        for try await value in try await client.query(
-            "SELECT now() - make_interval(secs => \(olderThan.secondsDouble)::float8)", logger: logger
-        ).decode(Date.self) {
-            cutoff = value
-        }
-        return cutoff
+        try await fetch("SELECT now() - make_interval(secs => \(olderThan.secondsDouble)::float8)").first?.decode(Date.self) ?? .distantPast
     }
 
     /// Events with an outcome decided before `cutoff` (`eventID` narrows to one): prune's work list,
     /// read through the outcomes' (event_id, decided_at) index, one probe per event.
     public func eventsWithOutcomes(decidedBefore cutoff: Date, eventID: EventID? = nil) async throws -> [EventID] {
-        var events: [EventID] = []
-        for try await id in try await client.query(
+        try await fetch(
             """
             SELECT e.id FROM events e
             WHERE (\(eventID)::bigint IS NULL OR e.id = \(eventID))
               AND EXISTS (SELECT 1 FROM outcomes o WHERE o.event_id = e.id AND o.decided_at < \(cutoff))
             ORDER BY e.id
-            """, logger: logger
-        ).decode(EventID.self) {
-            events.append(id)
-        }
-        return events
+            """
+        ).map { try $0.decode(EventID.self) }
     }
 
     /// True when event `eventID` exists.
     public func eventExists(_ eventID: EventID) async throws -> Bool {
-        var exists = false
-        for try await value in try await client.query("SELECT EXISTS (SELECT 1 FROM events WHERE id = \(eventID))", logger: logger)
-            .decode(Bool.self)
-        {
-            exists = value
-        }
-        return exists
+        try await fetch("SELECT EXISTS (SELECT 1 FROM events WHERE id = \(eventID))").first?.decode(Bool.self) ?? false
     }
 
     /// Deletes every Idempotency-Key created before `cutoff`, `limit` per statement; returns how many.

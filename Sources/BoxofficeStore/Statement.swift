@@ -32,7 +32,7 @@ extension Store {
         _ statement: S, on connection: PostgresConnection? = nil, sendBefore: ContinuousClock.Instant? = nil
     ) async throws -> [S.Row] where S.Row: Sendable {
         guard let connection else {
-            return try await client.withConnection { connection in
+            return try await leased { connection in
                 if let sendBefore, ContinuousClock.now >= sendBefore { throw StoreError.deadlinePassed }
                 return try await self.rows(statement, on: connection)
             }

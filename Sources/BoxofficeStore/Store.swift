@@ -20,6 +20,8 @@ public final class Store: Sendable {
     /// How long an Idempotency-Key replays its intent: an older key is treated as absent by intake
     /// and deleted by the workers' sweep (``Retention``).
     public let idempotencyKeyLifetime: Duration
+    /// Told about every connection lease (``leased(_:)``): the pool metrics; nil counts nothing.
+    public let leaseObserver: (any ConnectionLeaseObserver)?
 
     /// Channel a worker listens on: intake notifies it after committing new intents.
     public static let intentsChannel = "boxoffice_intents"
@@ -27,11 +29,13 @@ public final class Store: Sendable {
     public static let outcomesChannel = "boxoffice_outcomes"
 
     public init(
-        configuration: DatabaseConfiguration, logger: Logger, idempotencyKeyLifetime: Duration = Retention.idempotencyKeyLifetimeDefault
+        configuration: DatabaseConfiguration, logger: Logger, idempotencyKeyLifetime: Duration = Retention.idempotencyKeyLifetimeDefault,
+        leaseObserver: (any ConnectionLeaseObserver)? = nil
     ) {
         self.configuration = configuration
         self.logger = logger
         self.idempotencyKeyLifetime = idempotencyKeyLifetime
+        self.leaseObserver = leaseObserver
         self.client = PostgresClient(configuration: configuration.clientConfiguration, backgroundLogger: logger)
     }
 
@@ -45,7 +49,7 @@ public final class Store: Sendable {
     public func checkReachable(timeout: Duration = .seconds(10)) async throws {
         do {
             _ = try await withTimeout(timeout) {
-                try await self.client.query("SELECT 1", logger: self.logger)
+                try await self.fetch("SELECT 1")
             }
         } catch {
             // The pool retries a refused connection and only times out; one direct attempt says why.
@@ -56,13 +60,13 @@ public final class Store: Sendable {
 
     /// True when a trivial query answers within `timeout`: the readiness probe.
     public func isReachable(timeout: Duration = .seconds(2)) async -> Bool {
-        (try? await withTimeout(timeout) { try await self.client.query("SELECT 1", logger: self.logger) }) != nil
+        (try? await withTimeout(timeout) { try await self.fetch("SELECT 1") }) != nil
     }
 
     /// Holds one connection in LISTEN on `channel` and calls `onNotification` with each payload,
     /// until the task is cancelled or the connection drops (then it throws, so callers back off and retry).
     public func listen(on channel: String, onNotification: @Sendable (String) async -> Void) async throws {
-        try await client.withConnection { connection in
+        try await leased { connection in
             try await connection.listen(on: channel) { notifications in
                 for try await notification in notifications {
                     await onNotification(notification.payload)
@@ -111,7 +115,7 @@ extension Store {
     ///
     /// `snapshot`: one `REPEATABLE READ READ ONLY` snapshot for every statement of `body` (the audit).
     func transaction<T: Sendable>(snapshot: Bool = false, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
+        try await leased { connection in
             let logger = self.logger
             _ = try await self.runBounded(on: connection) {
                 try await connection.query(snapshot ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN", logger: logger)

@@ -5,9 +5,9 @@ import Logging
 @discardableResult
 public func withStore<T: Sendable>(
     _ configuration: DatabaseConfiguration, logger: Logger, idempotencyKeyLifetime: Duration = Retention.idempotencyKeyLifetimeDefault,
-    _ body: @Sendable @escaping (Store) async throws -> T
+    leaseObserver: (any ConnectionLeaseObserver)? = nil, _ body: @Sendable @escaping (Store) async throws -> T
 ) async throws -> T {
-    let store = Store(configuration: configuration, logger: logger, idempotencyKeyLifetime: idempotencyKeyLifetime)
+    let store = Store(configuration: configuration, logger: logger, idempotencyKeyLifetime: idempotencyKeyLifetime, leaseObserver: leaseObserver)
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
             await store.run()

@@ -104,7 +104,10 @@ struct Serve: AsyncParsableCommand {
         let descriptors = try DescriptorLimit.raise(
             toCover: clientConnectionsMax + databaseConfiguration.connectionsMax + DescriptorLimit.reserve, exactly: openFilesMax)
         logger.info("descriptor limit", metadata: ["open_files_max": "\(descriptors)", "client_connections_max": "\(clientConnectionsMax)"])
-        let store = Store(configuration: databaseConfiguration, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime())
+        let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: "api", connectionsMax: databaseConfiguration.connectionsMax) }
+        let store = Store(
+            configuration: databaseConfiguration, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime(),
+            leaseObserver: leases)
         let host = configuration.host
         let app = buildApplication(store: store, configuration: configuration, logger: logger) { port in
             logger.info("listening", metadata: ["address": "http://\(host):\(port)"])

@@ -141,7 +141,10 @@ struct Work: AsyncParsableCommand {
         databaseConfiguration.keepsConnectionsOpen = true
         // What the dashboard counts as a worker alive: a connection named as a worker's (pg_stat_activity).
         databaseConfiguration.applicationName = DatabaseConfiguration.workerApplicationName()
-        let store = Store(configuration: databaseConfiguration, logger: logger)
+        let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
+        let store = Store(
+            configuration: databaseConfiguration, logger: logger,
+            leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: "worker", connectionsMax: databaseConfiguration.connectionsMax) })
         var configuration = AllocationWorker.Configuration()
         configuration.batchSizeMax = batchSize
         configuration.pollInterval = .milliseconds(pollMilliseconds)
@@ -150,7 +153,6 @@ struct Work: AsyncParsableCommand {
         configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
         configuration.quarantinesPerEventMax = quarantinesPerEventMax
         configuration.listen = !noListen
-        let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
         if !noKeySweep {
@@ -158,7 +160,9 @@ struct Work: AsyncParsableCommand {
             var sweepDatabase = databaseConfiguration
             sweepDatabase.connectionsMax = 1
             sweepDatabase.customPlans = false
-            let sweepStore = Store(configuration: sweepDatabase, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime())
+            let sweepStore = Store(
+                configuration: sweepDatabase, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime(),
+                leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: "sweep", connectionsMax: sweepDatabase.connectionsMax) })
             var sweep = KeySweeper.Configuration()
             sweep.interval = .seconds(keySweepIntervalSeconds)
             sweep.batchSize = keySweepBatchSize

@@ -57,6 +57,12 @@ extension IntegrationTests {
                     (#"sum(up{job=~"boxoffice-api|boxoffice-worker"})"#, { $0 == 2 }, "== 2 targets up"),
                     ("boxoffice_worker_running", { $0 == 1 }, "== 1"),
                     (#"sum(http_server_requests_total{route="/events/{event}/intents",method="POST",status="202"})"#, { $0 >= 620 }, ">= 620"),
+                    // The pools: the worker's two connections (batch, LISTEN), LISTEN held; every lease timed.
+                    (#"max(boxoffice_db_connections_max{pool="worker"})"#, { $0 == 2 }, "== 2"),
+                    (#"max(boxoffice_db_connections_in_use{pool="worker"})"#, { $0 >= 1 && $0 <= 2 }, "1…2 (LISTEN held)"),
+                    (#"sum(boxoffice_db_lease_wait_seconds_count{pool="worker"})"#, { $0 > 0 }, "> 0"),
+                    (#"sum(boxoffice_db_lease_wait_seconds_count{pool="api"})"#, { $0 > 0 }, "> 0"),
+                    (#"max(boxoffice_db_connections_max{pool="api"})"#, { $0 == 32 }, "== 32 (the tests' pool)"),
                 ]
                 try await waitUntil("Prometheus to scrape the sale's end", every: .milliseconds(250), timeout: .seconds(30)) {
                     var pending: [String] = []

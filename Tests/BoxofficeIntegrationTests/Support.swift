@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import BoxofficeAPI
 import BoxofficeCore
 import BoxofficeHarness
+import BoxofficeMetrics
 import BoxofficeStore
 import EmbeddedPostgres
 import Foundation
@@ -123,10 +124,12 @@ func withLiveAPI(
     _ body: @Sendable @escaping (LiveAPI) async throws -> Void
 ) async throws {
     let database = try await prepare(try await TestCluster.freshDatabase())
-    let store = Store(configuration: database, logger: testLogger)
     var configuration = APIConfiguration()
     configuration.port = 0
     configure(&configuration)
+    // As `serve` does: the pool's leases are counted where the API's metrics are.
+    let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: "api", connectionsMax: database.connectionsMax) }
+    let store = Store(configuration: database, logger: testLogger, leaseObserver: leases)
     let port = Mutex<Int?>(nil)
     let app = buildApplication(store: store, configuration: configuration, logger: testLogger) { bound in port.withLock { $0 = bound } }
     var httpConfiguration = HTTPClient.Configuration()
