@@ -73,6 +73,7 @@ package final class BenchRunner: Sendable {
         if scenarios.contains("seatmap") { try await seatMapScenario(&results) }
         if scenarios.contains("events") { try await eventsScenario(&results) }
         if scenarios.contains("http") { try await httpScenario(&results) }
+        if scenarios.contains("scrape") { try await scrapeScenario(&results) }
         if scenarios.contains("reference") { try await referenceScenario(&results) }
         if scenarios.contains("queue") { try await queueScenario(&results) }
         return results
