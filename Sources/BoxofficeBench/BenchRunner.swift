@@ -7,7 +7,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs the scenarios (one file each: DrainScenarios, HTTPScenario, ReferenceScenario, QueueScenario);
+/// Runs the scenarios (one file each: DrainScenario, HTTPScenario, ScrapeScenario, ReferenceScenario, QueueScenario, …);
 /// owns the database server and a connection to its maintenance database.
 package final class BenchRunner: Sendable {
     let plan: BenchPlan
