@@ -14,13 +14,16 @@ package struct BenchPlan: Sendable {
     var referenceClients: [Int]
     var referenceSeconds: Int
     var queueLengths: [Int]
+    /// Trials per arm of the scrape scenario (without scraping, with it).
+    var scrapeTrials: Int
+    var scrapeInterval: Duration
 
     /// The command's options as given: lists are comma-separated; values out of range are dropped
     /// (lists) or clamped (numbers).
     package init(
         scenarios: String, workers: String, batchSizes: String, intents: Int, tickets: Int, cellSeconds: Int,
         httpRates: String, httpSeconds: Int, saturationConnections: String, referenceClients: String,
-        referenceSeconds: Int, queueLengths: String
+        referenceSeconds: Int, queueLengths: String, scrapeTrials: Int, scrapeIntervalMilliseconds: Int
     ) {
         let numbers: (String) -> [Int] = { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
         self.scenarios = Set(scenarios.split(separator: ",").map { String($0) })
@@ -35,6 +38,8 @@ package struct BenchPlan: Sendable {
         self.referenceClients = numbers(referenceClients).filter { (1...250).contains($0) }
         self.referenceSeconds = min(max(referenceSeconds, 1), 120)
         self.queueLengths = numbers(queueLengths).filter { (1_000...50_000_000).contains($0) }
+        self.scrapeTrials = min(max(scrapeTrials, 1), 50)
+        self.scrapeInterval = .milliseconds(min(max(scrapeIntervalMilliseconds, 100), 60_000))
     }
 
     /// A small, quick run (smoke test): small counts, short cells.
@@ -50,5 +55,6 @@ package struct BenchPlan: Sendable {
         referenceClients = [8]
         referenceSeconds = 2
         queueLengths = [2_000, 20_000]
+        scrapeTrials = 2
     }
 }

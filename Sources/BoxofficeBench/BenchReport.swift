@@ -1,5 +1,65 @@
+import BoxofficeHarness
 import BoxofficeStore
 import Foundation
+
+extension ScrapeResults {
+    /// "every 1 s", "every 0.5 s".
+    static func every(_ interval: Duration) -> String { "every \(OpenLoad.seconds(interval).formatted()) s" }
+    var every: String { Self.every(interval) }
+
+    /// Each figure per arm (median, min–max), the verdicts, the rule, and what the scrapes cost.
+    var summaryLines: [String] {
+        let withoutCount = trials.filter { !$0.scraped }.count
+        var lines = ["\(withoutCount) trials without scraping, \(trials.count - withoutCount) scraping \(every), interleaved (AB BA AB …)"]
+        for comparison in comparisons {
+            let arm: ([Double]) -> String = {
+                String(format: "median %.1f (%.1f–%.1f)", ArmComparison.median($0), $0.min() ?? 0, $0.max() ?? 0)
+            }
+            lines.append("\(comparison.figure) (\(comparison.unit)): without \(arm(comparison.without)); scraping \(arm(comparison.with))")
+        }
+        lines += comparisons.map { "scraping \(every): \($0.verdict)" }
+        lines.append("rule: \(ArmComparison.rule)")
+        for cost in costs {
+            lines.append(
+                String(
+                    format: "%@: %d scrapes, mean %.1f ms, max %.1f ms, %d failed", cost.endpoint, cost.scrapes, cost.meanMilliseconds,
+                    cost.maxSeconds * 1000, cost.failures))
+        }
+        return lines
+    }
+
+    func markdown() -> [String] {
+        var lines = [
+            "## What scraping costs intake (scenario 4b)", "",
+            "The HTTP scenario's processes (API, 2 workers each with `--metrics-port`); \(trials.count) trials of \(seconds) s per measurement, interleaved without (A) and with (B) a scraper in the bench process that GETs the API's `/metrics`, every worker's `/metrics` and `/dashboard/data` (admin token) \(every), in the order AB BA AB … Each trial: the closed-loop intake ceiling (\(generator), \(connections) connections), then an open-loop run at \(rate) intents/s; the queue is drained and the tables vacuumed before each.",
+            "",
+            "| trial | arm | intake ceiling req/s | open-loop accepted | intake p50 ms | intake p99 ms | scrape rounds |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for (index, trial) in trials.enumerated() {
+            lines.append(
+                String(
+                    format: "| %d | %@ | %.0f | %d/%d | %.1f | %.1f | %d |", index + 1, trial.scraped ? "B, scraping" : "A, none",
+                    trial.intakeCeiling,
+                    trial.accepted, trial.offered, trial.intakeP50Milliseconds, trial.intakeP99Milliseconds, trial.rounds))
+        }
+        lines += ["", "| figure | A median (min–max) | B median (min–max) | verdict |", "|---|---:|---:|---|"]
+        for comparison in comparisons {
+            let arm: ([Double]) -> String = { String(format: "%.1f (%.1f–%.1f)", ArmComparison.median($0), $0.min() ?? 0, $0.max() ?? 0) }
+            lines.append(
+                "| \(comparison.figure) (\(comparison.unit)) | \(arm(comparison.without)) | \(arm(comparison.with)) | \(comparison.verdict) |")
+        }
+        lines += ["", "Rule: \(ArmComparison.rule).", "", "| endpoint | scrapes | mean ms | max ms | failed |", "|---|---:|---:|---:|---:|"]
+        for cost in costs {
+            lines.append(
+                String(
+                    format: "| %@ | %d | %.1f | %.1f | %d |", cost.endpoint, cost.scrapes, cost.meanMilliseconds, cost.maxSeconds * 1000,
+                    cost.failures))
+        }
+        lines.append("")
+        return lines
+    }
+}
 
 extension BenchResults {
     /// The best single-event general-admission drain on a fresh queue (filled by the intake statement
@@ -128,6 +188,7 @@ extension BenchResults {
             }
             lines.append("")
         }
+        if let scrape { lines += scrape.markdown() }
         lines.append(failures.isEmpty ? "Every cell's invariant audit was clean." : "FAILED: \(failures.joined(separator: "; "))")
         return lines.joined(separator: "\n") + "\n"
     }

@@ -7,7 +7,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Runs the scenarios (one file each: DrainScenarios, HTTPScenario, ReferenceScenario, QueueScenario);
+/// Runs the scenarios (one file each: DrainScenario, HTTPScenario, ScrapeScenario, ReferenceScenario, QueueScenario, …);
 /// owns the database server and a connection to its maintenance database.
 package final class BenchRunner: Sendable {
     let plan: BenchPlan
@@ -73,6 +73,7 @@ package final class BenchRunner: Sendable {
         if scenarios.contains("seatmap") { try await seatMapScenario(&results) }
         if scenarios.contains("events") { try await eventsScenario(&results) }
         if scenarios.contains("http") { try await httpScenario(&results) }
+        if scenarios.contains("scrape") { try await scrapeScenario(&results) }
         if scenarios.contains("reference") { try await referenceScenario(&results) }
         if scenarios.contains("queue") { try await queueScenario(&results) }
         return results

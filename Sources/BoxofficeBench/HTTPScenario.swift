@@ -1,9 +1,6 @@
 import AsyncHTTPClient
-import BoxofficeAPI
-import BoxofficeCore
 import BoxofficeHarness
 import BoxofficeStore
-import EmbeddedPostgres
 import Foundation
 import Histogram
 
@@ -13,71 +10,28 @@ extension BenchRunner {
     func httpScenario(_ results: inout BenchResults) async throws {
         say("\n== 4. end to end over HTTP: API and 2 workers as processes, load from this one ==")
         let plan = self.plan
-        let logDirectory = logRoot.appendingPathComponent("http")
-        try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
-        let token = AccessControl.randomToken()
         let outcome = try await withCellDatabase { database, store -> (BenchResults, AuditReport) in
             var partial = BenchResults()
-            let event = try await store.createEvent(name: "http", layout: .generalAdmission(capacity: EventLayout.capacityMax))
-            let port = try Loopback.freePort()
-            let tokens = ["BOXOFFICE_PRODUCER_TOKEN": token, "BOXOFFICE_ADMIN_TOKEN": AccessControl.randomToken()]
-            let api = ChildProcesses(
-                executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
-                arguments: ["--port", "\(port)", "--log-level", "warning", "--connections-max", "32"],
-                logDirectory: logDirectory, subcommand: "serve", environment: tokens)
-            let workers = ChildProcesses(
-                executable: ChildProcesses.siblingExecutable(), databaseURL: database.url,
-                arguments: ["--batch-size", "512", "--log-level", "warning"], logDirectory: logDirectory)
-            try api.spawn(1)
-            try workers.spawn(2)
-            var httpConfiguration = HTTPClient.Configuration()
-            httpConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
-            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
-            let baseURL = "http://127.0.0.1:\(port)"
-            // Peaks per phase: read, then start again from the current size.
-            func notePeaks(_ phase: String) {
-                partial.peaksByPhase.append((phase, api.peakResidentKilobytes().max() ?? 0, workers.peakResidentKilobytes().max() ?? 0))
-                api.resetPeakResident()
-                workers.resetPeakResident()
-            }
-            do {
-                try await Self.waitForHealth(baseURL, client: client)
+            try await self.withHTTPCell(database, store, logDirectory: self.logRoot.appendingPathComponent("http")) { cell in
+                let (api, workers) = (cell.api, cell.workers)
+                // Peaks per phase: read, then start again from the current size.
+                func notePeaks(_ phase: String) {
+                    partial.peaksByPhase.append((phase, api.peakResidentKilobytes().max() ?? 0, workers.peakResidentKilobytes().max() ?? 0))
+                    api.resetPeakResident()
+                    workers.resetPeakResident()
+                }
                 notePeaks("started, idle")
                 // Closed loop: this machine's HTTP ceiling (GET /health) against intake, same generator, same run.
-                if let wrk = Wrk.find() {
-                    partial.saturationGenerator = "\(wrk.version), one thread"
-                    for connections in plan.saturationConnections {
-                        let health = try wrk.run(url: "\(baseURL)/health", connections: connections, seconds: plan.httpSeconds)
-                        let intake = try wrk.run(
-                            url: "\(baseURL)/events/\(event.id)/intents", connections: connections, seconds: plan.httpSeconds,
-                            post: #"{"customer": "wrk", "quantity": 1}"#, token: token)
-                        // The workers drain what intake queued before the next run, so no run pays for the last one's work.
-                        try await self.waitForDrain(store, after: "the closed-loop intake run at \(connections) connections")
-                        partial.saturation.append(
-                            SaturationRow(
-                                connections: connections, health: health.rate, intake: intake.rate,
-                                failures: health.failures + intake.failures))
-                    }
-                } else {
-                    partial.saturationGenerator =
-                        "AsyncHTTPClient in this process (install wrk for figures that measure the server, not the generator)"
-                    let health = await Saturation.requestsPerSecond(
-                        client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .ok
-                    ) { _ in
-                        HTTPClientRequest(url: "\(baseURL)/health")
-                    }
-                    let intake = await Saturation.requestsPerSecond(
-                        client: client, connections: 64, duration: .seconds(plan.httpSeconds), expect: .accepted
-                    ) { index in
-                        var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents")
-                        request.method = .POST
-                        request.headers.add(name: "Content-Type", value: "application/json")
-                        request.headers.add(name: "Authorization", value: "Bearer \(token)")
-                        request.body = .bytes(.init(string: #"{"customer": "sat-\#(index)", "quantity": 1}"#))
-                        return request
-                    }
+                let wrk = Wrk.find()
+                partial.saturationGenerator = Self.closedLoopGenerator(wrk)
+                for connections in wrk == nil ? [HTTPCell.fallbackConnections] : plan.saturationConnections {
+                    let health = try await self.healthCeiling(cell, wrk: wrk, connections: connections)
+                    let intake = try await self.intakeCeiling(cell, wrk: wrk, connections: connections)
+                    // The workers drain what intake queued before the next run, so no run pays for the last one's work.
+                    try await self.waitForDrain(store, after: "the closed-loop intake run at \(connections) connections")
                     partial.saturation.append(
-                        SaturationRow(connections: 64, health: health.rate, intake: intake.rate, failures: health.failures + intake.failures))
+                        SaturationRow(
+                            connections: connections, health: health.rate, intake: intake.rate, failures: health.failures + intake.failures))
                 }
                 for row in partial.saturation {
                     say(
@@ -91,9 +45,12 @@ extension BenchRunner {
                 // Bulk intake: producers that batch on their side send 1,000 intents per request (NDJSON).
                 let bulkItems = 1_000
                 let bulkBody = (0..<bulkItems).map { #"{"customer": "bulk-\#($0)", "quantity": 1}"# }.joined(separator: "\n")
-                let bulk = await Saturation.requestsPerSecond(client: client, connections: 8, duration: .seconds(plan.httpSeconds), expect: .ok) {
-                    _ in
-                    var request = HTTPClientRequest(url: "\(baseURL)/events/\(event.id)/intents/batch")
+                let batchURL = "\(cell.intakeURL)/batch"
+                let token = cell.producerToken
+                let bulk = await Saturation.requestsPerSecond(
+                    client: cell.client, connections: 8, duration: .seconds(plan.httpSeconds), expect: .ok
+                ) { _ in
+                    var request = HTTPClientRequest(url: batchURL)
                     request.method = .POST
                     request.headers.add(name: "Content-Type", value: "application/x-ndjson")
                     request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -106,9 +63,7 @@ extension BenchRunner {
                 notePeaks("bulk intake")
                 try await store.vacuumAndCheckpoint()
                 for rate in plan.httpRates {
-                    var load = OpenLoad.Configuration(baseURL: baseURL, eventID: event.id, rate: rate, duration: .seconds(plan.httpSeconds))
-                    load.token = token
-                    let result = try await OpenLoad(load).run()
+                    let (load, result) = try await self.openLoad(cell, rate: rate)
                     // Every accepted intent's decision time, from the outcomes table once the queue is drained.
                     // Bounded: what is still queued after a minute is reported as undecided, not waited for.
                     _ = try await poll(every: .milliseconds(100), timeout: .seconds(60)) {
@@ -137,15 +92,7 @@ extension BenchRunner {
                 partial.httpWorkerPeakKilobytes = partial.peaksByPhase.map(\.worker).max()
                 partial.apiBreakdownKilobytes = api.residentBreakdownKilobytes().first
                 partial.workerBreakdownKilobytes = workers.residentBreakdownKilobytes().max { $0.anonymous < $1.anonymous }
-            } catch {
-                try? await client.shutdown()
-                await api.terminateAll()
-                await workers.terminateAll()
-                throw error
             }
-            try await client.shutdown()
-            await api.terminateAll()
-            await workers.terminateAll()
             return (partial, try await store.audit())
         }
         results.http = outcome.0.http

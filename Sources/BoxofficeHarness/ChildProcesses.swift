@@ -53,12 +53,13 @@ public final class ChildProcesses: @unchecked Sendable {
     public var count: Int { lock.withLock { processes.count } }
     public var pids: [Int32] { lock.withLock { processes.map(\.processIdentifier) } }
 
-    /// Starts `count` more children.
-    public func spawn(_ count: Int) throws {
+    /// Starts `count` more children; `extra` is added to each one's arguments (a port of its own, say).
+    public func spawn(_ count: Int, extra: [String] = []) throws {
         for _ in 0..<count {
             let process = Process()
             process.executableURL = executable
-            process.arguments = [subcommand, "--log-format", "json"] + arguments + (subcommand == "work" ? ["--parent-pid", "\(getpid())"] : [])
+            process.arguments =
+                [subcommand, "--log-format", "json"] + arguments + extra + (subcommand == "work" ? ["--parent-pid", "\(getpid())"] : [])
             process.environment = environment
             process.standardInput = FileHandle.nullDevice
             process.standardOutput = FileHandle.nullDevice

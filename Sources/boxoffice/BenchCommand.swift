@@ -16,10 +16,12 @@ struct Bench: AsyncParsableCommand {
             with a violation fails the run. Scenarios: drain (one hot general-admission event), \
             seatmap (best available in a section, 1–4 seats), events (50 events at once), http (intake \
             ceiling vs GET /health, open-loop latency), reference (row-lock designs), queue (claim cost \
-            vs queue length). Build with -c release for meaningful figures.
+            vs queue length), scrape (what scraping every /metrics and /dashboard/data costs intake: \
+            interleaved trials without and with a scraper, and a verdict against the trials' own spread; \
+            not in the default list). Build with -c release for meaningful figures.
             """)
 
-    @Option(help: "Comma-separated scenarios: drain, holds, seatmap, events, http, reference, queue.") var scenarios =
+    @Option(help: "Comma-separated scenarios: drain, holds, seatmap, events, http, reference, queue, scrape.") var scenarios =
         "drain,holds,seatmap,events,http,reference,queue"
     @Option(help: "Worker process counts to try.") var workers = "1,2,4"
     @Option(help: "Batch sizes to try.") var batchSizes = "1,64,512,4096"
@@ -32,6 +34,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Concurrent clients for the reference designs.") var referenceClients = "32,128"
     @Option(help: "Seconds per reference run.") var referenceSeconds = 8
     @Option(help: "Queue lengths for the claim-cost run.") var queueLengths = "10000,1000000,10000000"
+    @Option(help: "Scrape scenario: trials per arm (1...50), each an intake ceiling and an open-loop run at the first --http-rates.")
+    var scrapeTrials = 5
+    @Option(help: "Scrape scenario: milliseconds between two scrapes of every endpoint (100...60000).") var scrapeIntervalMs = 1000
     @Option(help: "Write the Markdown report here (e.g. docs/benchmarks.md).") var report: String?
     @Option(help: "Write the SVG chart here (e.g. docs/benchmarks.svg).") var svg: String?
     @Flag(help: "A small, quick run (smoke test): small counts, short cells.") var quick = false
@@ -43,7 +48,8 @@ struct Bench: AsyncParsableCommand {
         var plan = BenchPlan(
             scenarios: scenarios, workers: workers, batchSizes: batchSizes, intents: intents, tickets: tickets,
             cellSeconds: cellSeconds, httpRates: httpRates, httpSeconds: httpSeconds, saturationConnections: saturationConnections,
-            referenceClients: referenceClients, referenceSeconds: referenceSeconds, queueLengths: queueLengths)
+            referenceClients: referenceClients, referenceSeconds: referenceSeconds, queueLengths: queueLengths,
+            scrapeTrials: scrapeTrials, scrapeIntervalMilliseconds: scrapeIntervalMs)
         if quick { plan.shrink() }
         let runner = try await BenchRunner.start(plan: plan, logger: logger)
         defer { runner.finish() }
