@@ -1,5 +1,5 @@
-import Foundation
 import BoxofficeHarness
+import Foundation
 import Histogram
 
 /// What each scenario measured, one row per cell, for the report.
