@@ -18,6 +18,7 @@ public final class WorkerMetrics: Sendable {
     let decisionLatency: Metrics.Timer
     let lastClaim: Gauge
     let running: Gauge
+    let eventsPaused: Gauge
     let factory: any MetricsFactory
     /// Rejections by reason; reasons are the allocator's and the Store's words, a short fixed list.
     let rejected = Mutex<[String: Counter]>([:])
@@ -40,6 +41,8 @@ public final class WorkerMetrics: Sendable {
         decisionLatency = Metrics.Timer(label: Names.decisionLatency, preferredDisplayUnit: .seconds, factory: factory)
         lastClaim = Gauge(label: Names.lastClaim, factory: factory)
         running = Gauge(label: Names.workerRunning, factory: factory)
+        eventsPaused = Gauge(label: Names.eventsPaused, factory: factory)
+        eventsPaused.record(0)
     }
 
     /// The worker's loop started (1) or stopped (0).
@@ -79,6 +82,9 @@ public final class WorkerMetrics: Sendable {
 
     /// A claim failed and was rolled back.
     public func failed() { claimFailures.increment() }
+
+    /// Events this worker leaves out of its picks for now (their batches keep failing).
+    public func setEventsPaused(_ count: Int) { eventsPaused.record(count) }
 
     func rejectedCounter(_ reason: String) -> Counter {
         rejected.withLock { counters in

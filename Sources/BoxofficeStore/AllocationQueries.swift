@@ -62,11 +62,12 @@ extension Store {
     /// event whose batches keep failing). A claimed row that does not make a request of its event is
     /// not given to `allocate`: it is settled in the same statement as rejected (`invalid_request`)
     /// and recorded in `quarantine` with the reason, so one bad row cannot fail its batch. A failure
-    /// after the event is picked is thrown as a ``BatchFailure``.
+    /// after the event is picked is thrown as a ``BatchFailure``. `skipping` names events not to pick.
     public func allocateNextBatch(
         batchSizeMax: Int,
         claimSizeMaxByEvent: [EventID: Int] = [:],
         claimAfterByEvent: [EventID: Int64] = [:],
+        skipping: [EventID] = [],
         allocate: @Sendable (inout Inventory, [PendingIntent]) -> [Outcome]
     ) async throws -> BatchReport? {
         precondition(batchSizeMax >= 1)
@@ -74,7 +75,9 @@ extension Store {
             // The allocation right: the inventory row of an event with queued intents that no other worker
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
-            guard let (eventID, capacity, available, holdSeconds, owed) = try await self.rows(PickEventStatement(), on: connection).first
+            guard
+                let (eventID, capacity, available, holdSeconds, owed) = try await self.rows(PickEventStatement(skipping: skipping), on: connection)
+                    .first
             else { return nil }
             var claimed: [Int64] = []
             var suspects: [Int64] = []

@@ -35,6 +35,12 @@ public struct BatchFailure: Error, CustomStringConvertible {
         return Self.mayBeTheBatch(underlying)
     }
 
+    /// True when the database answered and refused the event's batch (the errors of ``mayBeTheBatch``,
+    /// whether or not intents were being settled yet): a broken invariant of the event's inventory or
+    /// seat rows, a constraint, a statement timeout. Retrying that event at once will likely fail again,
+    /// while other events may be fine; the worker leaves it out of its picks for a while.
+    public var isTheEventsOwn: Bool { Self.mayBeTheBatch(underlying) }
+
     /// The batch was cut off by the server's `statement_timeout` (57014): its own doing, or a stalled
     /// database; the worker waits longer before it blames a lone intent for it.
     public var isStatementTimeout: Bool {

@@ -56,9 +56,18 @@ public final class AllocationWorker: Service, Sendable {
         public var strainedEventsMax = 1_000
         /// Intents of one event this worker quarantines, at most, while it runs. So many intents failing
         /// even alone point at the event (say, its inventory row refusing every sale), not at its intents:
-        /// past the bound its failures are backed off like a database that is away, and logged as errors,
-        /// instead of rejecting its buyers one by one.
+        /// past the bound the event is set aside (``eventPauseMin``), and logged as an error, instead of
+        /// rejecting its buyers one by one.
         public var quarantinesPerEventMax = 16
+        /// An event whose batch the database refused for a reason of the event's own
+        /// (``BatchFailure/isTheEventsOwn``: its seat rows disagree with its inventory, a constraint, a
+        /// statement timeout) and that no quarantine will cure (nothing was being settled yet, or the
+        /// quarantine bound is reached) is left out of this worker's picks for this long, doubling per
+        /// failure up to ``eventPauseMax``, back to none once it settles a batch. Events are picked
+        /// least recently served first and a failed batch serves nothing, so without the pause one broken
+        /// event would be every worker's next pick, and every other sale would wait behind it.
+        public var eventPauseMin: Duration = .milliseconds(500)
+        public var eventPauseMax: Duration = .seconds(30)
         /// A lone intent whose failures are statement timeouts is quarantined only once its event has
         /// been failing this long: a timeout may be the database stalling (I/O, a lock elsewhere), not
         /// the intent, and a healthy buyer must not be rejected for a minute of trouble. Data errors,
@@ -93,7 +102,8 @@ public final class AllocationWorker: Service, Sendable {
     public init(store: Store, configuration: Configuration = .init(), logger: Logger, metrics: WorkerMetrics? = nil) {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
         precondition(
-            configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0,
+            configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0
+                && configuration.eventPauseMin > .zero && configuration.eventPauseMax >= configuration.eventPauseMin,
             "strain bounds out of range")
         self.store = store
         self.configuration = configuration
@@ -145,6 +155,8 @@ public final class AllocationWorker: Service, Sendable {
         var hints: [EventID: (after: Int64, since: ContinuousClock.Instant)] = [:]
         // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
         var quarantinesByEvent: [EventID: Int] = [:]
+        // Events left out of this worker's picks until `until` (see Configuration.eventPauseMin).
+        var paused: [EventID: (until: ContinuousClock.Instant, pause: Duration)] = [:]
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
@@ -154,9 +166,12 @@ public final class AllocationWorker: Service, Sendable {
                 let (store, batchSizeMax, claimSizes) = (store, configuration.batchSizeMax, strains.mapValues(\.claimSizeMax))
                 let fresh = hints.filter { started - $0.value.since < configuration.claimHintLifetime }
                 let claimAfter = fresh.mapValues(\.after)
+                let skipping = paused.filter { $0.value.until > started }.map(\.key)
+                metrics?.setEventsPaused(skipping.count)
                 let report = try await Task {
-                    try await store.allocateNextBatch(batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes, claimAfterByEvent: claimAfter) {
-                        inventory, claimed in
+                    try await store.allocateNextBatch(
+                        batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes, claimAfterByEvent: claimAfter, skipping: skipping
+                    ) { inventory, claimed in
                         Allocator.allocate(claimed, from: &inventory)
                     }
                 }.value
@@ -169,6 +184,9 @@ public final class AllocationWorker: Service, Sendable {
                     continue
                 }
                 lastClaim = .now
+                if paused.removeValue(forKey: report.eventID) != nil {
+                    logger.notice("a paused event settled a batch again; it is picked as any other", metadata: ["event": "\(report.eventID)"])
+                }
                 if report.intents > 0 {
                     let since = claimAfter[report.eventID] == nil ? started : hints[report.eventID]?.since ?? started
                     hints[report.eventID] = (max(report.intentIDMax, claimAfter[report.eventID] ?? 0), since)
@@ -235,6 +253,21 @@ public final class AllocationWorker: Service, Sendable {
                 }
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+            } catch let failure as BatchFailure where failure.isTheEventsOwn {
+                totalsState.withLock { $0.failedClaims += 1 }
+                metrics?.failed()
+                let pause = min(paused[failure.eventID].map { $0.pause * 2 } ?? configuration.eventPauseMin, configuration.eventPauseMax)
+                paused[failure.eventID] = (.now + pause, pause)
+                if paused.count > configuration.strainedEventsMax, let soonest = paused.min(by: { $0.value.until < $1.value.until })?.key {
+                    paused[soonest] = nil
+                }
+                logger.error(
+                    "the database refused the event's batch; its intents stay queued, other events are served, and it is tried again after a pause",
+                    metadata: [
+                        "event": "\(failure.eventID)", "error": "\(describeDatabaseError(failure.underlying))", "pause": "\(pause)",
+                    ])
+                let retry = configuration.faultRetryPause
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry) }
             } catch {
                 totalsState.withLock { $0.failedClaims += 1 }
                 metrics?.failed()

@@ -296,6 +296,45 @@ extension IntegrationTests {
             }
         }
 
+        @Test(
+            "An event whose batches the database refuses is paused, not picked first forever: another event's sale goes on, and the broken one is served once repaired"
+        )
+        func brokenEventDoesNotStallOthers() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database, logger: testLogger) { store in
+                // Created first, never served: the pick's first choice every time.
+                let broken = try await store.createEvent(name: "Broken hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
+                let healthy = try await store.createEvent(name: "Open air", layout: .generalAdmission(capacity: 100))
+                _ = try await store.enqueue([IntentDraft(eventID: broken.id, customer: "waits", request: .anywhere(quantity: 1), idempotencyKey: nil)]
+                )
+                _ = try await store.enqueue(
+                    (0..<50).map { IntentDraft(eventID: healthy.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                // Its seat rows now disagree with its inventory: every batch of it fails before settling anything.
+                try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(broken.id)")
+                var configuration = Self.inProcessWorker(batchSize: 8)
+                configuration.eventPauseMax = .milliseconds(400)
+                let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
+                let running = Task { try await worker.run() }
+                try await waitUntil("the other event's sale to complete", every: .milliseconds(20), timeout: .seconds(20)) {
+                    let pending = try await store.eventSummary(healthy.id)?.pending
+                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
+                }
+                #expect(worker.totals.failedClaims >= 1)
+                #expect(try await store.eventSummary(broken.id)?.pending == 1, "the broken event's intent waits, queued")
+                // Repaired, it is picked again once its pause ends, and served.
+                try await store.client.query("UPDATE inventory SET sold = 0, available = 4 WHERE event_id = \(broken.id)")
+                try await waitUntil("the repaired event to be served", every: .milliseconds(20), timeout: .seconds(10)) {
+                    let pending = try await store.eventSummary(broken.id)?.pending
+                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
+                }
+                running.cancel()
+                _ = await running.result
+                let report = try await store.audit()
+                #expect(report.isClean, "\(report.violations)")
+                #expect(report.accepted == 51 && report.ticketsSold == 51)
+            }
+        }
+
         @Test("A worker quarantines at most quarantinesPerEventMax intents of one event; past it the event's failures are backed off")
         func quarantineBound() async throws {
             let database = try await TestCluster.freshDatabase()
