@@ -312,6 +312,7 @@ extension IntegrationTests {
                 // Its seat rows now disagree with its inventory: every batch of it fails before settling anything.
                 try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(broken.id)")
                 var configuration = Self.inProcessWorker(batchSize: 8)
+                configuration.eventPauseMin = .milliseconds(100)
                 configuration.eventPauseMax = .milliseconds(400)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
