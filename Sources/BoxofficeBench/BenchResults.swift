@@ -138,12 +138,21 @@ package struct ArmComparison: Sendable {
     let unit: String
     let without: [Double]
     let with: [Double]
+    /// The test's p, computed once (the exact path enumerates up to 200,000 splits).
+    let pValue: Double
 
     init(figure: String, unit: String, trials: [ScrapeTrial], _ value: KeyPath<ScrapeTrial, Double>) {
         self.figure = figure
         self.unit = unit
         without = trials.filter { !$0.scraped }.map { $0[keyPath: value] }
         with = trials.filter(\.scraped).map { $0[keyPath: value] }
+        pValue = Self.mannWhitneyP(without, with)
+    }
+
+    /// True when even the most lopsided outcome could not reach significance: with 3 trials per arm
+    /// or fewer the smallest two-sided p is 2 / C(2n, n) ≥ 0.1, so no verdict can say "moves".
+    var tooFewTrials: Bool {
+        without.isEmpty || with.isEmpty || 2 / Double(Self.binomial(without.count + with.count, without.count)) >= Self.significance
     }
 
     static func median(_ values: [Double]) -> Double {
@@ -160,7 +169,6 @@ package struct ArmComparison: Sendable {
     var difference: Double { medianWith - medianWithout }
     /// The larger arm's min–max range: what the rule compares the difference with.
     var noise: Double { max(Self.range(without), Self.range(with)) }
-    var pValue: Double { Self.mannWhitneyP(without, with) }
     var withinNoise: Bool { pValue >= Self.significance }
 
     /// "intake ceiling −2.1% (within-arm spread 18%, p = 0.38): within noise", percentages of the unscraped median.
@@ -168,7 +176,8 @@ package struct ArmComparison: Sendable {
         let base = max(abs(medianWithout), .ulpOfOne)
         return String(
             format: "%@ %@%.1f%% (within-arm spread %.0f%%, Mann–Whitney p = %.2f): %@", figure, difference < 0 ? "−" : "+",
-            abs(difference) / base * 100, noise / base * 100, pValue, withinNoise ? "within noise" : "MOVES the figure")
+            abs(difference) / base * 100, noise / base * 100, pValue,
+            tooFewTrials ? "too few trials to tell (at least 4 per arm)" : withinNoise ? "within noise" : "MOVES the figure")
     }
 
     /// U of `a` over `b`: pairs where a's value is above b's, ties counting half.

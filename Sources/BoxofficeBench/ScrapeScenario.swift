@@ -8,7 +8,7 @@ extension BenchRunner {
     /// metrics ports; interleaved trials without (A) and with (B) a scraper in this process, in the order
     /// AB BA AB … so drift over the run falls on both arms alike; each trial an intake ceiling (closed
     /// loop) and an open-loop run at the first `--http-rates`, the queue drained and the tables vacuumed
-    /// before each. The verdict compares the difference of the arms' medians with their own spread.
+    /// before each. The verdict is a Mann–Whitney U test of the two arms' trials (``ArmComparison``).
     func scrapeScenario(_ results: inout BenchResults) async throws {
         let plan = self.plan
         say("\n== 4b. what scraping /metrics and /dashboard/data \(ScrapeResults.every(plan.scrapeInterval)) costs intake ==")

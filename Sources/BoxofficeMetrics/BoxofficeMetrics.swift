@@ -90,7 +90,8 @@ public final class BoxofficeMetrics: Sendable {
         Names.decisionLatency: "Seconds from an intent's acceptance to its decision (the settle statement's time).",
         Names.lastClaim: "Unix time of this worker's last settled claim.",
         Names.workerRunning: "1 while this worker's claim loop runs, 0 once it stopped.",
-        Names.eventsPaused: "Events this worker leaves out of its picks for now: the database refused their last batch (see the worker's error log).",
+        Names.eventsDeferred:
+            "Events this worker picks only when no other event has work, for now: the database refused their last batch (see the worker's error log).",
         Names.queueDepth: "Queued intents per event with work (exact up to 1000, estimated above), read at scrape time, cached 1 s.",
         Names.queueDepthEvents: "Events with queued intents at the last queue-depth read.",
         Names.queueDepthScrapeFailures: "Queue-depth reads that failed (the database did not answer).",
@@ -155,7 +156,7 @@ public final class BoxofficeMetrics: Sendable {
         public static let decisionLatency = "boxoffice_decision_latency_seconds"
         public static let lastClaim = "boxoffice_worker_last_claim_timestamp_seconds"
         public static let workerRunning = "boxoffice_worker_running"
-        public static let eventsPaused = "boxoffice_worker_events_paused"
+        public static let eventsDeferred = "boxoffice_worker_events_deferred"
         public static let queueDepth = "boxoffice_queue_depth"
         public static let queueDepthEvents = "boxoffice_queue_events_with_work"
         public static let queueDepthScrapeFailures = "boxoffice_queue_depth_failures_total"

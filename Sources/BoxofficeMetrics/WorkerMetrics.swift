@@ -18,7 +18,7 @@ public final class WorkerMetrics: Sendable {
     let decisionLatency: Metrics.Timer
     let lastClaim: Gauge
     let running: Gauge
-    let eventsPaused: Gauge
+    let eventsDeferred: Gauge
     let factory: any MetricsFactory
     /// Rejections by reason; reasons are the allocator's and the Store's words, a short fixed list.
     let rejected = Mutex<[String: Counter]>([:])
@@ -41,8 +41,8 @@ public final class WorkerMetrics: Sendable {
         decisionLatency = Metrics.Timer(label: Names.decisionLatency, preferredDisplayUnit: .seconds, factory: factory)
         lastClaim = Gauge(label: Names.lastClaim, factory: factory)
         running = Gauge(label: Names.workerRunning, factory: factory)
-        eventsPaused = Gauge(label: Names.eventsPaused, factory: factory)
-        eventsPaused.record(0)
+        eventsDeferred = Gauge(label: Names.eventsDeferred, factory: factory)
+        eventsDeferred.record(0)
     }
 
     /// The worker's loop started (1) or stopped (0).
@@ -83,8 +83,8 @@ public final class WorkerMetrics: Sendable {
     /// A claim failed and was rolled back.
     public func failed() { claimFailures.increment() }
 
-    /// Events this worker leaves out of its picks for now (their batches keep failing).
-    public func setEventsPaused(_ count: Int) { eventsPaused.record(count) }
+    /// Events this worker picks last for now (their batches keep failing).
+    public func setEventsDeferred(_ count: Int) { eventsDeferred.record(count) }
 
     func rejectedCounter(_ reason: String) -> Counter {
         rejected.withLock { counters in

@@ -62,12 +62,12 @@ extension Store {
     /// event whose batches keep failing). A claimed row that does not make a request of its event is
     /// not given to `allocate`: it is settled in the same statement as rejected (`invalid_request`)
     /// and recorded in `quarantine` with the reason, so one bad row cannot fail its batch. A failure
-    /// after the event is picked is thrown as a ``BatchFailure``. `skipping` names events not to pick.
+    /// after the event is picked is thrown as a ``BatchFailure``. `deferring` names events to pick only when no other has work.
     public func allocateNextBatch(
         batchSizeMax: Int,
         claimSizeMaxByEvent: [EventID: Int] = [:],
         claimAfterByEvent: [EventID: Int64] = [:],
-        skipping: [EventID] = [],
+        deferring: [EventID] = [],
         allocate: @Sendable (inout Inventory, [PendingIntent]) -> [Outcome]
     ) async throws -> BatchReport? {
         precondition(batchSizeMax >= 1)
@@ -76,7 +76,7 @@ extension Store {
             // holds. The recursive CTE walks the distinct event ids of the queue through its index (a loose
             // index scan), so its cost follows the number of events with work, not the queue's length.
             guard
-                let (eventID, capacity, available, holdSeconds, owed) = try await self.rows(PickEventStatement(skipping: skipping), on: connection)
+                let (eventID, capacity, available, holdSeconds, owed) = try await self.rows(PickEventStatement(deferring: deferring), on: connection)
                     .first
             else { return nil }
             var claimed: [Int64] = []

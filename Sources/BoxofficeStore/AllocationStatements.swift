@@ -24,8 +24,9 @@ struct PickEventStatement: StoreStatement {
     /// Planned per execution, it sees the table's current size and walks the index.
     static let plansPerExecution = true
     private var held: String { IntentStatusWord.held.rawValue }
-    /// Events this worker leaves out for now (their batches keep failing; see `AllocationWorker`).
-    var skipping: [EventID] = []
+    /// Events this worker picks only when no other has work (their batches keep failing; see
+    /// `AllocationWorker.Configuration.eventDeferMin`).
+    var deferring: [EventID] = []
 
     var query: PostgresQuery {
         """
@@ -50,9 +51,8 @@ struct PickEventStatement: StoreStatement {
         SELECT inv.event_id, inv.capacity, inv.available, (SELECT e.hold_seconds FROM events e WHERE e.id = inv.event_id),
                inv.event_id IN (SELECT event_id FROM owed)
         FROM inventory inv
-        WHERE (inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL) OR inv.event_id IN (SELECT event_id FROM owed))
-          AND inv.event_id <> ALL(\(skipping)::bigint[])
-        ORDER BY inv.served_at, inv.event_id
+        WHERE inv.event_id IN (SELECT event_id FROM queued WHERE event_id IS NOT NULL) OR inv.event_id IN (SELECT event_id FROM owed)
+        ORDER BY inv.event_id = ANY(\(deferring)::bigint[]), inv.served_at, inv.event_id
         LIMIT 1
         FOR NO KEY UPDATE SKIP LOCKED
         """

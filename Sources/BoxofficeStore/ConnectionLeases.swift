@@ -45,7 +45,7 @@ extension Store {
     }
 
     /// Runs one statement on a pooled connection and returns all its rows (callers bound the count:
-    /// single-row lookups, per-event lists with a LIMIT). Unlike `PostgresClient.query`, whose rows stream
+    /// single-row lookups, per-event lists with a LIMIT, or one small row per event). Unlike `PostgresClient.query`, whose rows stream
     /// after the call returns, the connection is back in the pool when this returns.
     func fetch(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let logger = self.logger

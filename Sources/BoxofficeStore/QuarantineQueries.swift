@@ -38,7 +38,7 @@ public struct BatchFailure: Error, CustomStringConvertible {
     /// True when the database answered and refused the event's batch (the errors of ``mayBeTheBatch``,
     /// whether or not intents were being settled yet): a broken invariant of the event's inventory or
     /// seat rows, a constraint, a statement timeout. Retrying that event at once will likely fail again,
-    /// while other events may be fine; the worker leaves it out of its picks for a while.
+    /// while other events may be fine; the worker picks the others first for a while.
     public var isTheEventsOwn: Bool { Self.mayBeTheBatch(underlying) }
 
     /// The batch was cut off by the server's `statement_timeout` (57014): its own doing, or a stalled

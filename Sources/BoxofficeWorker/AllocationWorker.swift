@@ -56,18 +56,20 @@ public final class AllocationWorker: Service, Sendable {
         public var strainedEventsMax = 1_000
         /// Intents of one event this worker quarantines, at most, while it runs. So many intents failing
         /// even alone point at the event (say, its inventory row refusing every sale), not at its intents:
-        /// past the bound the event is set aside (``eventPauseMin``), and logged as an error, instead of
-        /// rejecting its buyers one by one.
+        /// past the bound the event is deferred (``eventDeferMin``) and its failures backed off, and
+        /// logged as errors, instead of rejecting its buyers one by one.
         public var quarantinesPerEventMax = 16
         /// An event whose batch the database refused for a reason of the event's own
         /// (``BatchFailure/isTheEventsOwn``: its seat rows disagree with its inventory, a constraint, a
-        /// statement timeout) and that no quarantine will cure (nothing was being settled yet, or the
-        /// quarantine bound is reached) is left out of this worker's picks for this long, doubling per
-        /// failure up to ``eventPauseMax``, back to none once it settles a batch. Events are picked
-        /// least recently served first and a failed batch serves nothing, so without the pause one broken
-        /// event would be every worker's next pick, and every other sale would wait behind it.
-        public var eventPauseMin: Duration = .milliseconds(500)
-        public var eventPauseMax: Duration = .seconds(30)
+        /// statement timeout) is **deferred**: this worker picks it only when no other event has work,
+        /// for this long, doubling per failure up to ``eventDeferMax`` (a failure in the quarantine
+        /// ladder defers it without doubling), back to normal once it settles a batch or has not failed
+        /// for as long again. Events are picked least recently served first and a failed batch serves
+        /// nothing, so without it one broken event would be every worker's next pick, and every other
+        /// sale would wait behind it. Deferring never idles a worker: a lone event is retried at once,
+        /// within the usual back-off.
+        public var eventDeferMin: Duration = .milliseconds(500)
+        public var eventDeferMax: Duration = .seconds(30)
         /// A lone intent whose failures are statement timeouts is quarantined only once its event has
         /// been failing this long: a timeout may be the database stalling (I/O, a lock elsewhere), not
         /// the intent, and a healthy buyer must not be rejected for a minute of trouble. Data errors,
@@ -103,7 +105,7 @@ public final class AllocationWorker: Service, Sendable {
         precondition(configuration.batchSizeMax >= 1 && configuration.batchSizeMax <= 100_000, "batch size out of bounds")
         precondition(
             configuration.failuresPerClaimSize >= 1 && configuration.strainedEventsMax >= 1 && configuration.quarantinesPerEventMax >= 0
-                && configuration.eventPauseMin > .zero && configuration.eventPauseMax >= configuration.eventPauseMin,
+                && configuration.eventDeferMin > .zero && configuration.eventDeferMax >= configuration.eventDeferMin,
             "strain bounds out of range")
         self.store = store
         self.configuration = configuration
@@ -155,8 +157,20 @@ public final class AllocationWorker: Service, Sendable {
         var hints: [EventID: (after: Int64, since: ContinuousClock.Instant)] = [:]
         // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
         var quarantinesByEvent: [EventID: Int] = [:]
-        // Events left out of this worker's picks until `until` (see Configuration.eventPauseMin).
-        var paused: [EventID: (until: ContinuousClock.Instant, pause: Duration)] = [:]
+        // Events this worker picks last until `until`, and for how long they were last deferred (Configuration.eventDeferMin).
+        var deferred: [EventID: (until: ContinuousClock.Instant, span: Duration)] = [:]
+        func deferEvent(_ eventID: EventID, doubling: Bool) -> Duration {
+            let now = ContinuousClock.now
+            // An event that has not failed for as long as its last deferral starts again from the minimum.
+            let last = deferred[eventID].flatMap { now < $0.until + $0.span ? $0.span : nil }
+            let span = min(
+                doubling ? last.map { $0 * 2 } ?? configuration.eventDeferMin : last ?? configuration.eventDeferMin, configuration.eventDeferMax)
+            deferred[eventID] = (now + span, span)
+            if deferred.count > configuration.strainedEventsMax, let soonest = deferred.min(by: { $0.value.until < $1.value.until })?.key {
+                deferred[soonest] = nil
+            }
+            return span
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
@@ -166,11 +180,11 @@ public final class AllocationWorker: Service, Sendable {
                 let (store, batchSizeMax, claimSizes) = (store, configuration.batchSizeMax, strains.mapValues(\.claimSizeMax))
                 let fresh = hints.filter { started - $0.value.since < configuration.claimHintLifetime }
                 let claimAfter = fresh.mapValues(\.after)
-                let skipping = paused.filter { $0.value.until > started }.map(\.key)
-                metrics?.setEventsPaused(skipping.count)
+                let deferring = deferred.filter { $0.value.until > started }.map(\.key)
+                metrics?.setEventsDeferred(deferring.count)
                 let report = try await Task {
                     try await store.allocateNextBatch(
-                        batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes, claimAfterByEvent: claimAfter, skipping: skipping
+                        batchSizeMax: batchSizeMax, claimSizeMaxByEvent: claimSizes, claimAfterByEvent: claimAfter, deferring: deferring
                     ) { inventory, claimed in
                         Allocator.allocate(claimed, from: &inventory)
                     }
@@ -184,8 +198,8 @@ public final class AllocationWorker: Service, Sendable {
                     continue
                 }
                 lastClaim = .now
-                if paused.removeValue(forKey: report.eventID) != nil {
-                    logger.notice("a paused event settled a batch again; it is picked as any other", metadata: ["event": "\(report.eventID)"])
+                if deferred.removeValue(forKey: report.eventID) != nil {
+                    logger.notice("a deferred event settled a batch again; it is picked as any other", metadata: ["event": "\(report.eventID)"])
                 }
                 if report.intents > 0 {
                     let since = claimAfter[report.eventID] == nil ? started : hints[report.eventID]?.since ?? started
@@ -240,7 +254,7 @@ public final class AllocationWorker: Service, Sendable {
                     quarantinesByEvent[failure.eventID, default: 0] += 1
                     if quarantinesByEvent[failure.eventID, default: 0] == configuration.quarantinesPerEventMax {
                         logger.error(
-                            "quarantine bound reached for the event: its failing batches are now backed off, not split; check the event's inventory and seat rows",
+                            "quarantine bound reached for the event: its failing batches are now deferred and backed off, not split; check the event's inventory and seat rows",
                             metadata: [
                                 "event": "\(failure.eventID)", "quarantined": "\(configuration.quarantinesPerEventMax)",
                             ])
@@ -251,23 +265,24 @@ public final class AllocationWorker: Service, Sendable {
                         quarantinesByEvent[least] = nil
                     }
                 }
+                // Between the ladder's steps the worker serves the other events (the strain is kept).
+                _ = deferEvent(failure.eventID, doubling: false)
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch let failure as BatchFailure where failure.isTheEventsOwn {
                 totalsState.withLock { $0.failedClaims += 1 }
                 metrics?.failed()
-                let pause = min(paused[failure.eventID].map { $0.pause * 2 } ?? configuration.eventPauseMin, configuration.eventPauseMax)
-                paused[failure.eventID] = (.now + pause, pause)
-                if paused.count > configuration.strainedEventsMax, let soonest = paused.min(by: { $0.value.until < $1.value.until })?.key {
-                    paused[soonest] = nil
-                }
+                let span = deferEvent(failure.eventID, doubling: true)
                 logger.error(
-                    "the database refused the event's batch; its intents stay queued, other events are served, and it is tried again after a pause",
+                    "the database refused the event's batch; its intents stay queued, and other events with work are picked before it for a while",
                     metadata: [
-                        "event": "\(failure.eventID)", "error": "\(describeDatabaseError(failure.underlying))", "pause": "\(pause)",
+                        "event": "\(failure.eventID)", "error": "\(describeDatabaseError(failure.underlying))", "deferred_for": "\(span)",
+                        "retry_in": "\(backoff)",
                     ])
-                let retry = configuration.faultRetryPause
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: retry) }
+                // Backed off as any failure: when the event is the only one with work, it is what the worker picks next.
+                let pause = backoff
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                backoff = min(backoff * 2, configuration.errorBackoffMax)
             } catch {
                 totalsState.withLock { $0.failedClaims += 1 }
                 metrics?.failed()

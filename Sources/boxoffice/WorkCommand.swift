@@ -74,10 +74,10 @@ struct Work: AsyncParsableCommand {
     var quarantinesPerEventMax = AllocationWorker.Configuration().quarantinesPerEventMax
     @Option(
         help:
-            "Milliseconds this worker leaves an event out of its picks after the database refused its batch for a reason of the event's (its seat rows disagree with its inventory, a constraint, a statement timeout), doubling per failure; other events are served meanwhile."
-    ) var eventPauseMinMilliseconds = Int(AllocationWorker.Configuration().eventPauseMin / .milliseconds(1))
-    @Option(help: "Longest such pause, in milliseconds.")
-    var eventPauseMaxMilliseconds = Int(AllocationWorker.Configuration().eventPauseMax / .milliseconds(1))
+            "Milliseconds this worker picks an event only when no other has work, after the database refused its batch for a reason of the event's (its seat rows disagree with its inventory, a constraint, a statement timeout); doubles per failure, and between quarantine steps."
+    ) var eventDeferMinMilliseconds = Int(AllocationWorker.Configuration().eventDeferMin / .milliseconds(1))
+    @Option(help: "Longest such deferral, in milliseconds.")
+    var eventDeferMaxMilliseconds = Int(AllocationWorker.Configuration().eventDeferMax / .milliseconds(1))
     @Flag(help: "Poll only, no LISTEN (behind PgBouncer in transaction mode).") var noListen = false
     @Option(help: "Serve GET /metrics (Prometheus text format) on this port; off unless given (0 picks a free one and logs it).")
     var metricsPort: Int?
@@ -103,8 +103,8 @@ struct Work: AsyncParsableCommand {
         guard (1...100).contains(quarantineFailures) else { throw ValidationError("--quarantine-failures must be 1...100") }
         guard (0...86_400).contains(quarantineTimeoutSeconds) else { throw ValidationError("--quarantine-timeout-seconds must be 0...86400") }
         guard (0...100_000).contains(quarantinesPerEventMax) else { throw ValidationError("--quarantines-per-event-max must be 0...100000") }
-        guard (1...600_000).contains(eventPauseMinMilliseconds), (eventPauseMinMilliseconds...600_000).contains(eventPauseMaxMilliseconds) else {
-            throw ValidationError("--event-pause-min-milliseconds must be 1...600000 and --event-pause-max-milliseconds from it to 600000")
+        guard (1...600_000).contains(eventDeferMinMilliseconds), (eventDeferMinMilliseconds...600_000).contains(eventDeferMaxMilliseconds) else {
+            throw ValidationError("--event-defer-min-milliseconds must be 1...600000 and --event-defer-max-milliseconds from it to 600000")
         }
         if let metricsPort { guard (0...65_535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0...65535") } }
         if let processes {
@@ -161,8 +161,8 @@ struct Work: AsyncParsableCommand {
         configuration.failuresPerClaimSize = quarantineFailures
         configuration.timeoutQuarantineAfter = .seconds(quarantineTimeoutSeconds)
         configuration.quarantinesPerEventMax = quarantinesPerEventMax
-        configuration.eventPauseMin = .milliseconds(eventPauseMinMilliseconds)
-        configuration.eventPauseMax = .milliseconds(eventPauseMaxMilliseconds)
+        configuration.eventDeferMin = .milliseconds(eventDeferMinMilliseconds)
+        configuration.eventDeferMax = .milliseconds(eventDeferMaxMilliseconds)
         configuration.listen = !noListen
         let worker = AllocationWorker(store: store, configuration: configuration, logger: logger, metrics: metrics.map(WorkerMetrics.init))
         var services: [any Service] = [StoreService(store: store), worker]
@@ -242,7 +242,7 @@ extension Work {
             "work", "--batch-size", "\(batchSize)", "--poll-milliseconds", "\(pollMilliseconds)",
             "--linger-milliseconds", "\(lingerMilliseconds)", "--quarantine-failures", "\(quarantineFailures)",
             "--quarantine-timeout-seconds", "\(quarantineTimeoutSeconds)", "--quarantines-per-event-max", "\(quarantinesPerEventMax)",
-            "--event-pause-min-milliseconds", "\(eventPauseMinMilliseconds)", "--event-pause-max-milliseconds", "\(eventPauseMaxMilliseconds)",
+            "--event-defer-min-milliseconds", "\(eventDeferMinMilliseconds)", "--event-defer-max-milliseconds", "\(eventDeferMaxMilliseconds)",
             "--connections-max", "\(database.connectionsMax)", "--log-level", logging.logLevel.rawValue,
             "--log-format", logging.logFormat.rawValue,
             "--key-sweep-interval-seconds", "\(keySweepIntervalSeconds)", "--key-sweep-batch-size", "\(keySweepBatchSize)",

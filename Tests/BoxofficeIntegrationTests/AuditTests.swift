@@ -297,7 +297,7 @@ extension IntegrationTests {
         }
 
         @Test(
-            "An event whose batches the database refuses is paused, not picked first forever: another event's sale goes on, and the broken one is served once repaired"
+            "An event whose batches the database refuses is deferred, not picked first forever: another event's sale goes on, and the broken one is served once repaired"
         )
         func brokenEventDoesNotStallOthers() async throws {
             let database = try await TestCluster.freshDatabase()
@@ -312,8 +312,8 @@ extension IntegrationTests {
                 // Its seat rows now disagree with its inventory: every batch of it fails before settling anything.
                 try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(broken.id)")
                 var configuration = Self.inProcessWorker(batchSize: 8)
-                configuration.eventPauseMin = .milliseconds(100)
-                configuration.eventPauseMax = .milliseconds(400)
+                configuration.eventDeferMin = .milliseconds(100)
+                configuration.eventDeferMax = .milliseconds(400)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
                 try await waitUntil("the other event's sale to complete", every: .milliseconds(20), timeout: .seconds(20)) {
@@ -322,7 +322,7 @@ extension IntegrationTests {
                 }
                 #expect(worker.totals.failedClaims >= 1)
                 #expect(try await store.eventSummary(broken.id)?.pending == 1, "the broken event's intent waits, queued")
-                // Repaired, it is picked again once its pause ends, and served.
+                // Repaired, it is picked again (the only event with work), and served.
                 try await store.client.query("UPDATE inventory SET sold = 0, available = 4 WHERE event_id = \(broken.id)")
                 try await waitUntil("the repaired event to be served", every: .milliseconds(20), timeout: .seconds(10)) {
                     let pending = try await store.eventSummary(broken.id)?.pending
@@ -336,7 +336,42 @@ extension IntegrationTests {
             }
         }
 
-        @Test("A worker quarantines at most quarantinesPerEventMax intents of one event; past it the event's failures are backed off")
+        @Test("An event climbing its quarantine ladder is deferred between the steps: another event's sale is served meanwhile")
+        func quarantineLadderDoesNotStallOthers() async throws {
+            let database = try await TestCluster.freshDatabase()
+            try await withStore(database, logger: testLogger) { store in
+                // Created first: the pick's first choice whenever it is not deferred.
+                let poisoned = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
+                let healthy = try await store.createEvent(name: "Open air", layout: .generalAdmission(capacity: 100))
+                _ = try await store.enqueue([
+                    IntentDraft(eventID: poisoned.id, customer: "poison", request: .anywhere(quantity: 1), idempotencyKey: nil)
+                ])
+                _ = try await store.enqueue(
+                    (0..<50).map { IntentDraft(eventID: healthy.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                try await Self.refusePoisonedOutcomes(store)
+                var configuration = Self.inProcessWorker(batchSize: 8)
+                // A ladder this long keeps the poisoned event failing for the whole test: picked first every time,
+                // it would leave the other event waiting to the end.
+                configuration.failuresPerClaimSize = 100_000
+                configuration.eventDeferMin = .seconds(5)
+                configuration.eventDeferMax = .seconds(5)
+                let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
+                let running = Task { try await worker.run() }
+                try await waitUntil("the other event's sale to complete", every: .milliseconds(20), timeout: .seconds(10)) {
+                    let pending = try await store.eventSummary(healthy.id)?.pending
+                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
+                }
+                running.cancel()
+                _ = await running.result
+                #expect(worker.totals.failedClaims >= 1)
+                #expect(try await store.eventSummary(poisoned.id)?.pending == 1, "the poisoned intent waits, queued, not yet quarantined")
+                #expect(worker.totals.quarantined == 0)
+                let report = try await store.audit()
+                #expect(report.isClean, "\(report.violations)")
+            }
+        }
+
+        @Test("A worker quarantines at most quarantinesPerEventMax intents of one event; past it the event's failures are deferred and backed off")
         func quarantineBound() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
