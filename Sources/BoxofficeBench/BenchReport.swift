@@ -11,11 +11,11 @@ extension ScrapeResults {
     var summaryLines: [String] {
         let withoutCount = trials.filter { !$0.scraped }.count
         var lines = ["\(withoutCount) trials without scraping, \(trials.count - withoutCount) scraping \(every), interleaved (AB BA AB …)"]
+        let comparisons = self.comparisons
         for comparison in comparisons {
-            let arm: ([Double]) -> String = {
-                String(format: "median %.1f (%.1f–%.1f)", ArmComparison.median($0), $0.min() ?? 0, $0.max() ?? 0)
-            }
-            lines.append("\(comparison.figure) (\(comparison.unit)): without \(arm(comparison.without)); scraping \(arm(comparison.with))")
+            lines.append(
+                "\(comparison.figure) (\(comparison.unit)): without median \(ArmComparison.summary(comparison.without)); scraping median \(ArmComparison.summary(comparison.with))"
+            )
         }
         lines += comparisons.map { "scraping \(every): \($0.verdict)" }
         lines.append("rule: \(ArmComparison.rule)")
@@ -45,9 +45,9 @@ extension ScrapeResults {
         }
         lines += ["", "| figure | A median (min–max) | B median (min–max) | verdict |", "|---|---:|---:|---|"]
         for comparison in comparisons {
-            let arm: ([Double]) -> String = { String(format: "%.1f (%.1f–%.1f)", ArmComparison.median($0), $0.min() ?? 0, $0.max() ?? 0) }
             lines.append(
-                "| \(comparison.figure) (\(comparison.unit)) | \(arm(comparison.without)) | \(arm(comparison.with)) | \(comparison.verdict) |")
+                "| \(comparison.figure) (\(comparison.unit)) | \(ArmComparison.summary(comparison.without)) | \(ArmComparison.summary(comparison.with)) | \(comparison.verdict) |"
+            )
         }
         lines += ["", "Rule: \(ArmComparison.rule).", "", "| endpoint | scrapes | mean ms | max ms | failed |", "|---|---:|---:|---:|---:|"]
         for cost in costs {

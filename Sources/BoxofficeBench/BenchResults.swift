@@ -162,6 +162,11 @@ package struct ArmComparison: Sendable {
         return sorted.count.isMultiple(of: 2) ? (sorted[middle - 1] + sorted[middle]) / 2 : sorted[middle]
     }
 
+    /// "6117.2 (5149.5–6970.9)": an arm's median and its min–max.
+    static func summary(_ values: [Double]) -> String {
+        String(format: "%.1f (%.1f–%.1f)", median(values), values.min() ?? 0, values.max() ?? 0)
+    }
+
     static func range(_ values: [Double]) -> Double { (values.max() ?? 0) - (values.min() ?? 0) }
 
     var medianWithout: Double { Self.median(without) }

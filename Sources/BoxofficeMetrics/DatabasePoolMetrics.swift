@@ -19,11 +19,16 @@ public final class DatabasePoolMetrics: ConnectionLeaseObserver, MetricsRefreshe
     let wait: Metrics.Timer
     let failures: Counter
 
+    /// The `pool` label: which of a process's pools.
+    public enum Pool: String, Sendable {
+        case api, worker, sweep
+    }
+
     /// `connectionsMax`: the pool's bound (`DatabaseConfiguration.connectionsMax`), exported once as
     /// `boxoffice_db_connections_max`.
-    public init(_ metrics: BoxofficeMetrics, pool: String, connectionsMax: Int) {
+    public init(_ metrics: BoxofficeMetrics, pool: Pool, connectionsMax: Int) {
         typealias Names = BoxofficeMetrics.Names
-        let label = [("pool", pool)]
+        let label = [("pool", pool.rawValue)]
         let factory = metrics.factory
         Gauge(label: Names.databaseConnectionsMax, dimensions: label, factory: factory).record(connectionsMax)
         inUseGauge = Gauge(label: Names.databaseConnectionsInUse, dimensions: label, factory: factory)
@@ -45,24 +50,17 @@ public final class DatabasePoolMetrics: ConnectionLeaseObserver, MetricsRefreshe
     public func leaseGranted(waited: Duration) {
         waiting.subtract(1, ordering: .relaxed)
         inUse.add(1, ordering: .relaxed)
-        wait.recordNanoseconds(waited.nanoseconds)
+        wait.recordNanoseconds(Int64(waited.seconds * 1e9))
     }
 
     /// The wait of an abandoned lease goes into the same histogram: its tail is where saturation shows.
     public func leaseAbandoned(waited: Duration) {
         waiting.subtract(1, ordering: .relaxed)
         failures.increment()
-        wait.recordNanoseconds(waited.nanoseconds)
+        wait.recordNanoseconds(Int64(waited.seconds * 1e9))
     }
 
     public func leaseReturned() {
         inUse.subtract(1, ordering: .relaxed)
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let parts = components
-        return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
     }
 }

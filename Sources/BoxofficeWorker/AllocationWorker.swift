@@ -137,16 +137,6 @@ public final class AllocationWorker: Service, Sendable {
             ])
     }
 
-    /// An event whose claims failed in a way the claim itself may cause: its claims are shrunk until a
-    /// claim settles past every intent the first failing claim had claimed.
-    struct Strain {
-        var claimSizeMax: Int
-        var failuresAtSize = 0
-        /// The largest intent id claimed by a failing claim: the culprit is at or below it.
-        var suspectIntentIDMax: Int64
-        let since: ContinuousClock.Instant
-    }
-
     /// The loop. Never interrupted in the middle of a claim, by a graceful shutdown or by cancellation: only
     /// the idle wait and the pauses are.
     func allocateUntilShutdown() async {
@@ -157,20 +147,8 @@ public final class AllocationWorker: Service, Sendable {
         var hints: [EventID: (after: Int64, since: ContinuousClock.Instant)] = [:]
         // Intents this worker quarantined per event; at most strainedEventsMax events are remembered.
         var quarantinesByEvent: [EventID: Int] = [:]
-        // Events this worker picks last until `until`, and for how long they were last deferred (Configuration.eventDeferMin).
-        var deferred: [EventID: (until: ContinuousClock.Instant, span: Duration)] = [:]
-        func deferEvent(_ eventID: EventID, doubling: Bool) -> Duration {
-            let now = ContinuousClock.now
-            // An event that has not failed for as long as its last deferral starts again from the minimum.
-            let last = deferred[eventID].flatMap { now < $0.until + $0.span ? $0.span : nil }
-            let span = min(
-                doubling ? last.map { $0 * 2 } ?? configuration.eventDeferMin : last ?? configuration.eventDeferMin, configuration.eventDeferMax)
-            deferred[eventID] = (now + span, span)
-            if deferred.count > configuration.strainedEventsMax, let soonest = deferred.min(by: { $0.value.until < $1.value.until })?.key {
-                deferred[soonest] = nil
-            }
-            return span
-        }
+        var deferred = DeferredEvents(
+            minimum: configuration.eventDeferMin, maximum: configuration.eventDeferMax, eventsMax: configuration.strainedEventsMax)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let started = ContinuousClock.now
@@ -180,7 +158,7 @@ public final class AllocationWorker: Service, Sendable {
                 let (store, batchSizeMax, claimSizes) = (store, configuration.batchSizeMax, strains.mapValues(\.claimSizeMax))
                 let fresh = hints.filter { started - $0.value.since < configuration.claimHintLifetime }
                 let claimAfter = fresh.mapValues(\.after)
-                let deferring = deferred.filter { $0.value.until > started }.map(\.key)
+                let deferring = deferred.events(at: started)
                 metrics?.setEventsDeferred(deferring.count)
                 let report = try await Task {
                     try await store.allocateNextBatch(
@@ -198,7 +176,7 @@ public final class AllocationWorker: Service, Sendable {
                     continue
                 }
                 lastClaim = .now
-                if deferred.removeValue(forKey: report.eventID) != nil {
+                if deferred.settled(report.eventID) {
                     logger.notice("a deferred event settled a batch again; it is picked as any other", metadata: ["event": "\(report.eventID)"])
                 }
                 if report.intents > 0 {
@@ -266,13 +244,13 @@ public final class AllocationWorker: Service, Sendable {
                     }
                 }
                 // Between the ladder's steps the worker serves the other events (the strain is kept).
-                _ = deferEvent(failure.eventID, doubling: false)
+                deferred.defer(failure.eventID, doubling: false)
                 let pause = configuration.faultRetryPause
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
             } catch let failure as BatchFailure where failure.isTheEventsOwn {
                 totalsState.withLock { $0.failedClaims += 1 }
                 metrics?.failed()
-                let span = deferEvent(failure.eventID, doubling: true)
+                let span = deferred.defer(failure.eventID, doubling: true)
                 logger.error(
                     "the database refused the event's batch; its intents stay queued, and other events with work are picked before it for a while",
                     metadata: [
@@ -297,71 +275,6 @@ public final class AllocationWorker: Service, Sendable {
                 backoff = min(backoff * 2, configuration.errorBackoffMax)
             }
         }
-    }
-
-    /// Counts a failure the claim may have caused: after ``Configuration/failuresPerClaimSize`` in a
-    /// row, halves the event's claims; at a claim of one intent, quarantines it (its own transaction),
-    /// so the event's other intents are decided instead of the same claim failing forever. After a
-    /// quarantine the event's claims are full size again. Returns true when it quarantined an intent.
-    func strain(_ failure: BatchFailure, in strains: inout [EventID: Strain]) async -> Bool {
-        let claimedMax = failure.suspectIntentIDs.max() ?? 0
-        var strain =
-            strains[failure.eventID]
-            ?? Strain(claimSizeMax: min(configuration.batchSizeMax, failure.suspectIntentIDs.count), suspectIntentIDMax: claimedMax, since: .now)
-        strain.suspectIntentIDMax = max(strain.suspectIntentIDMax, claimedMax)
-        strain.failuresAtSize += 1
-        let error = describeDatabaseError(failure.underlying)
-        logger.warning(
-            "batch failed and was rolled back; it may be the batch's own doing, so its claims will shrink if it fails again",
-            metadata: [
-                "event": "\(failure.eventID)", "intents": "\(failure.suspectIntentIDs.count)", "failures_at_size": "\(strain.failuresAtSize)",
-                "error": "\(error)",
-            ])
-        if strain.failuresAtSize >= configuration.failuresPerClaimSize {
-            strain.failuresAtSize = 0
-            if strain.claimSizeMax > 1 {
-                strain.claimSizeMax = max(1, min(strain.claimSizeMax, failure.suspectIntentIDs.count) / 2)
-                logger.warning(
-                    "halving the event's claims after repeated failures",
-                    metadata: [
-                        "event": "\(failure.eventID)", "claim_size_max": "\(strain.claimSizeMax)",
-                    ])
-            } else if failure.isStatementTimeout, ContinuousClock.now - strain.since < configuration.timeoutQuarantineAfter {
-                logger.warning(
-                    "a lone intent keeps timing out; waiting to see the stall last before quarantining it",
-                    metadata: [
-                        "event": "\(failure.eventID)", "failing_for": "\(ContinuousClock.now - strain.since)",
-                        "quarantine_after": "\(configuration.timeoutQuarantineAfter)",
-                    ])
-            } else if failure.suspectIntentIDs.count == 1, let intentID = failure.suspectIntentIDs.first {
-                do {
-                    if try await store.quarantine(intentID: intentID, eventID: failure.eventID, error: error) {
-                        // The culprit is out: full claims again (another culprit in the claim starts its own ladder).
-                        strains[failure.eventID] = nil
-                        totalsState.withLock { $0.quarantined += 1 }
-                        logger.error(
-                            "quarantined an intent that fails even alone: rejected as quarantined, its error kept in the quarantine table",
-                            metadata: [
-                                "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(error)",
-                            ])
-                        return true
-                    }
-                } catch {
-                    logger.warning(
-                        "could not quarantine the intent; will try again",
-                        metadata: [
-                            "event": "\(failure.eventID)", "intent_id": "\(intentID)", "error": "\(describeDatabaseError(error))",
-                        ])
-                }
-            }
-        }
-        strains[failure.eventID] = strain
-        if strains.count > configuration.strainedEventsMax,
-            let oldest = strains.min(by: { $0.value.since < $1.value.since })?.key
-        {
-            strains[oldest] = nil
-        }
-        return false
     }
 
     private func linger() async {

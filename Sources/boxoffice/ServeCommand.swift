@@ -104,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         let descriptors = try DescriptorLimit.raise(
             toCover: clientConnectionsMax + databaseConfiguration.connectionsMax + DescriptorLimit.reserve, exactly: openFilesMax)
         logger.info("descriptor limit", metadata: ["open_files_max": "\(descriptors)", "client_connections_max": "\(clientConnectionsMax)"])
-        let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: "api", connectionsMax: databaseConfiguration.connectionsMax) }
+        let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: .api, connectionsMax: databaseConfiguration.connectionsMax) }
         let store = Store(
             configuration: databaseConfiguration, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime(),
             leaseObserver: leases)

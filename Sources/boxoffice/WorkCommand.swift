@@ -153,7 +153,7 @@ struct Work: AsyncParsableCommand {
         let metrics = metricsPort.map { _ in BoxofficeMetrics.processWide }
         let store = Store(
             configuration: databaseConfiguration, logger: logger,
-            leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: "worker", connectionsMax: databaseConfiguration.connectionsMax) })
+            leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: .worker, connectionsMax: databaseConfiguration.connectionsMax) })
         var configuration = AllocationWorker.Configuration()
         configuration.batchSizeMax = batchSize
         configuration.pollInterval = .milliseconds(pollMilliseconds)
@@ -173,7 +173,7 @@ struct Work: AsyncParsableCommand {
             sweepDatabase.customPlans = false
             let sweepStore = Store(
                 configuration: sweepDatabase, logger: logger, idempotencyKeyLifetime: try retention.idempotencyKeyLifetime(),
-                leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: "sweep", connectionsMax: sweepDatabase.connectionsMax) })
+                leaseObserver: metrics.map { DatabasePoolMetrics($0, pool: .sweep, connectionsMax: sweepDatabase.connectionsMax) })
             var sweep = KeySweeper.Configuration()
             sweep.interval = .seconds(keySweepIntervalSeconds)
             sweep.batchSize = keySweepBatchSize

@@ -296,38 +296,48 @@ extension IntegrationTests {
             }
         }
 
+        /// Creates an event `name` with one intent of `customer` (created first, so the pick's first choice
+        /// whenever it is not deferred), then a general-admission event of 100 with 50 intents queued.
+        static func troubledAndHealthy(
+            _ store: Store, _ name: String, layout: EventLayout, customer: String
+        ) async throws -> (troubled: EventID, healthy: EventID) {
+            let troubled = try await store.createEvent(name: name, layout: layout)
+            let healthy = try await store.createEvent(name: "Open air", layout: .generalAdmission(capacity: 100))
+            _ = try await store.enqueue([IntentDraft(eventID: troubled.id, customer: customer, request: .anywhere(quantity: 1), idempotencyKey: nil)])
+            _ = try await store.enqueue(
+                (0..<50).map { IntentDraft(eventID: healthy.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+            return (troubled.id, healthy.id)
+        }
+
+        /// Waits (bounded) until `event` has nothing queued.
+        static func waitUntilServed(_ store: Store, _ event: EventID, _ what: String, timeout: Duration) async throws {
+            try await waitUntil(what, every: .milliseconds(20), timeout: timeout) {
+                let pending = try await store.eventSummary(event)?.pending
+                return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
+            }
+        }
+
         @Test(
             "An event whose batches the database refuses is deferred, not picked first forever: another event's sale goes on, and the broken one is served once repaired"
         )
         func brokenEventDoesNotStallOthers() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
-                // Created first, never served: the pick's first choice every time.
-                let broken = try await store.createEvent(name: "Broken hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]))
-                let healthy = try await store.createEvent(name: "Open air", layout: .generalAdmission(capacity: 100))
-                _ = try await store.enqueue([IntentDraft(eventID: broken.id, customer: "waits", request: .anywhere(quantity: 1), idempotencyKey: nil)]
-                )
-                _ = try await store.enqueue(
-                    (0..<50).map { IntentDraft(eventID: healthy.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                let (broken, healthy) = try await Self.troubledAndHealthy(
+                    store, "Broken hall", layout: .seatMap([SectionLayout(name: "A", rows: 1, seatsPerRow: 4)]), customer: "waits")
                 // Its seat rows now disagree with its inventory: every batch of it fails before settling anything.
-                try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(broken.id)")
+                try await store.client.query("UPDATE inventory SET sold = 1, available = 3 WHERE event_id = \(broken)")
                 var configuration = Self.inProcessWorker(batchSize: 8)
                 configuration.eventDeferMin = .milliseconds(100)
                 configuration.eventDeferMax = .milliseconds(400)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                try await waitUntil("the other event's sale to complete", every: .milliseconds(20), timeout: .seconds(20)) {
-                    let pending = try await store.eventSummary(healthy.id)?.pending
-                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
-                }
+                try await Self.waitUntilServed(store, healthy, "the other event's sale to complete", timeout: .seconds(20))
                 #expect(worker.totals.failedClaims >= 1)
-                #expect(try await store.eventSummary(broken.id)?.pending == 1, "the broken event's intent waits, queued")
+                #expect(try await store.eventSummary(broken)?.pending == 1, "the broken event's intent waits, queued")
                 // Repaired, it is picked again (the only event with work), and served.
-                try await store.client.query("UPDATE inventory SET sold = 0, available = 4 WHERE event_id = \(broken.id)")
-                try await waitUntil("the repaired event to be served", every: .milliseconds(20), timeout: .seconds(10)) {
-                    let pending = try await store.eventSummary(broken.id)?.pending
-                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
-                }
+                try await store.client.query("UPDATE inventory SET sold = 0, available = 4 WHERE event_id = \(broken)")
+                try await Self.waitUntilServed(store, broken, "the repaired event to be served", timeout: .seconds(10))
                 running.cancel()
                 _ = await running.result
                 let report = try await store.audit()
@@ -340,14 +350,8 @@ extension IntegrationTests {
         func quarantineLadderDoesNotStallOthers() async throws {
             let database = try await TestCluster.freshDatabase()
             try await withStore(database, logger: testLogger) { store in
-                // Created first: the pick's first choice whenever it is not deferred.
-                let poisoned = try await store.createEvent(name: "Poisoned", layout: .generalAdmission(capacity: 30))
-                let healthy = try await store.createEvent(name: "Open air", layout: .generalAdmission(capacity: 100))
-                _ = try await store.enqueue([
-                    IntentDraft(eventID: poisoned.id, customer: "poison", request: .anywhere(quantity: 1), idempotencyKey: nil)
-                ])
-                _ = try await store.enqueue(
-                    (0..<50).map { IntentDraft(eventID: healthy.id, customer: "c-\($0)", request: .anywhere(quantity: 1), idempotencyKey: nil) })
+                let (poisoned, healthy) = try await Self.troubledAndHealthy(
+                    store, "Poisoned", layout: .generalAdmission(capacity: 30), customer: "poison")
                 try await Self.refusePoisonedOutcomes(store)
                 var configuration = Self.inProcessWorker(batchSize: 8)
                 // A ladder this long keeps the poisoned event failing for the whole test: picked first every time,
@@ -357,14 +361,11 @@ extension IntegrationTests {
                 configuration.eventDeferMax = .seconds(5)
                 let worker = AllocationWorker(store: store, configuration: configuration, logger: testLogger)
                 let running = Task { try await worker.run() }
-                try await waitUntil("the other event's sale to complete", every: .milliseconds(20), timeout: .seconds(10)) {
-                    let pending = try await store.eventSummary(healthy.id)?.pending
-                    return pending == 0 ? nil : "\(pending.map { "\($0)" } ?? "no event") pending"
-                }
+                try await Self.waitUntilServed(store, healthy, "the other event's sale to complete", timeout: .seconds(10))
                 running.cancel()
                 _ = await running.result
                 #expect(worker.totals.failedClaims >= 1)
-                #expect(try await store.eventSummary(poisoned.id)?.pending == 1, "the poisoned intent waits, queued, not yet quarantined")
+                #expect(try await store.eventSummary(poisoned)?.pending == 1, "the poisoned intent waits, queued, not yet quarantined")
                 #expect(worker.totals.quarantined == 0)
                 let report = try await store.audit()
                 #expect(report.isClean, "\(report.violations)")

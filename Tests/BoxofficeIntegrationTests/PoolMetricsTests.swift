@@ -12,11 +12,7 @@ extension IntegrationTests {
     struct PoolMetricsTests {
         /// The sample of `series` (name with labels, as exposed) in `metrics`' exposition, nil when absent.
         static func sample(_ series: String, in metrics: BoxofficeMetrics) async -> Double? {
-            let text = String(decoding: await metrics.exposition(), as: UTF8.self)
-            for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-                return Double(line.dropFirst(series.count + 1))
-            }
-            return nil
+            exposedSample(series, in: String(decoding: await metrics.exposition(), as: UTF8.self))
         }
 
         /// Waits until every series in `wanted` has its value.
@@ -36,7 +32,7 @@ extension IntegrationTests {
             var database = try await TestCluster.freshDatabase()
             database.connectionsMax = 2
             let metrics = BoxofficeMetrics()
-            let observer = DatabasePoolMetrics(metrics, pool: "api", connectionsMax: 2)
+            let observer = DatabasePoolMetrics(metrics, pool: .api, connectionsMax: 2)
             let inUse = #"boxoffice_db_connections_in_use{pool="api"}"#
             let waiting = #"boxoffice_db_lease_waiting{pool="api"}"#
             @Sendable func expect(_ wanted: [(String, Double)], _ what: String) async throws {

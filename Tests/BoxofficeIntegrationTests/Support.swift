@@ -128,7 +128,7 @@ func withLiveAPI(
     configuration.port = 0
     configure(&configuration)
     // As `serve` does: the pool's leases are counted where the API's metrics are.
-    let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: "api", connectionsMax: database.connectionsMax) }
+    let leases = configuration.metrics.map { DatabasePoolMetrics($0, pool: .api, connectionsMax: database.connectionsMax) }
     let store = Store(configuration: database, logger: testLogger, leaseObserver: leases)
     let port = Mutex<Int?>(nil)
     let app = buildApplication(store: store, configuration: configuration, logger: testLogger) { bound in port.withLock { $0 = bound } }
@@ -224,4 +224,10 @@ func duringWorkerChaos(
         return result!
     }
     return (result, kills.value)
+}
+
+/// The value of `series` (a metric name with its labels, exactly as exposed) in a Prometheus text
+/// exposition; nil when absent.
+func exposedSample(_ series: String, in exposition: String) -> Double? {
+    exposition.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
 }

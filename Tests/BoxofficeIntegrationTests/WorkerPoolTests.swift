@@ -67,7 +67,7 @@ final class PoolProcess: @unchecked Sendable {
 extension IntegrationTests {
     @Suite("Worker pool: boxoffice work --processes")
     struct WorkerPoolTests {
-        /// The pool's `/metrics` body, and one unlabelled sample of it.
+        /// The pool's `/metrics` body.
         static func scrape(_ pool: PoolProcess, http: HTTPClient) async throws -> String {
             let url = try #require(pool.metricsURL)
             let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
@@ -75,15 +75,11 @@ extension IntegrationTests {
             return String(buffer: try await response.body.collect(upTo: 1 << 24))
         }
 
-        static func sample(_ name: String, in body: String) -> Double? {
-            body.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
-        }
-
         /// Waits (bounded) until the pool's metrics show `desired` and `alive` workers.
         static func waitForSize(_ pool: PoolProcess, http: HTTPClient, desired: Int, alive: Int) async throws {
             try await waitUntil("the pool at \(desired) desired, \(alive) alive", every: .milliseconds(200), timeout: .seconds(90)) {
                 guard pool.metricsURL != nil, let body = try? await scrape(pool, http: http) else { return "no metrics yet" }
-                let now = (sample("boxoffice_pool_workers_desired", in: body), sample("boxoffice_pool_workers_alive", in: body))
+                let now = (exposedSample("boxoffice_pool_workers_desired", in: body), exposedSample("boxoffice_pool_workers_alive", in: body))
                 return now == (Double(desired), Double(alive)) ? nil : "desired, alive = \(now)\n\(pool.tail(8))"
             }
         }
@@ -120,7 +116,7 @@ extension IntegrationTests {
                 #expect(exits.first?["status"] == "signal 9 (Killed)", "\(exits)")
                 try await Self.waitForSize(pool, http: api.http, desired: 3, alive: 3)
                 let body = try await Self.scrape(pool, http: api.http)
-                #expect(Self.sample("boxoffice_pool_restarts_total", in: body) == 1)
+                #expect(exposedSample("boxoffice_pool_restarts_total", in: body) == 1)
 
                 let drained = try await poll(every: .milliseconds(200), timeout: .seconds(240)) {
                     try await api.count("intents") > 0 ? "intents queued" : nil
